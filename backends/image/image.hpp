@@ -1,0 +1,74 @@
+// Image archives without a registry: tar and gzip in memory, docker-save
+// archives, and the shared-library closure of an ELF executable.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "modhost/result.hpp"
+
+namespace modhost::image {
+
+struct TarEntry {
+  enum class Type { file, directory, symlink, hardlink, other };
+  std::string path;  // relative, no leading "/" or "./"
+  Type type = Type::file;
+  std::uint32_t mode = 0644;
+  std::string content;      // files
+  std::string link_target;  // symlinks and hard links
+};
+
+// Builds a POSIX ustar archive in memory (pax headers for long names).
+class TarWriter {
+ public:
+  void add_file(std::string_view path, std::string_view content, std::uint32_t mode = 0644);
+  void add_directory(std::string_view path, std::uint32_t mode = 0755);
+  void add_symlink(std::string_view path, std::string_view target);
+  // The archive bytes, with the two terminating zero blocks.
+  std::string finish();
+
+ private:
+  void header(std::string_view path, char type, std::uint32_t mode, std::uint64_t size, std::string_view link);
+  std::string out_;
+};
+
+// Parses a tar archive (ustar, pax and GNU long names). Fails on truncation
+// or a bad checksum.
+Result<std::vector<TarEntry>> read_tar(std::string_view archive);
+
+Result<std::string> gzip_compress(std::string_view data);
+Result<std::string> gzip_decompress(std::string_view data);
+
+struct ImageConfig {
+  std::string reference;  // name:tag
+  std::vector<std::string> entrypoint;
+  std::vector<std::string> cmd;
+  std::vector<std::string> env;  // K=V
+  std::string workdir;
+  std::map<std::string, std::string> labels;
+};
+
+// A docker-save archive (manifest.json, config, one layer) that
+// `POST /images/load` accepts. `layer_tar` is an uncompressed tar.
+Result<std::string> write_docker_archive(const ImageConfig& config, std::string_view layer_tar);
+
+// The absolute paths of every shared library BINARY needs, recursively,
+// including the program interpreter, found from its ELF headers.
+Result<std::vector<std::string>> elf_dependencies(const std::string& binary);
+
+struct PackSpec {
+  std::string reference;                               // name:tag
+  std::string entrypoint;                              // path of an executable on this machine
+  std::vector<std::string> args;                       // default cmd
+  std::vector<std::pair<std::string, std::string>> add;  // SRC on this machine -> DEST in the image
+  std::vector<std::string> env;
+};
+
+// Packs the entrypoint (at /bin/<basename>), its libraries (at their own
+// paths) and the extra files into a docker-save archive.
+Result<std::string> pack(const PackSpec& spec);
+
+}  // namespace modhost::image

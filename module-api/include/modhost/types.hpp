@@ -1,0 +1,67 @@
+// Plain data shared by the SDK, the engine and the backends.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace modhost {
+
+enum class LogLevel { trace, debug, info, warn, error };
+
+// A port a service listens on, e.g. "http: 80/tcp".
+struct PortSpec {
+  std::string name;
+  std::uint16_t number = 0;
+  std::string protocol = "tcp";
+};
+
+// A files artifact mounted read-only into a service.
+struct FileMount {
+  std::string artifact;
+  std::string path;
+};
+
+// What to start. Fields mirror `modhost service add`.
+struct ServiceConfig {
+  std::string name;
+  std::string image;
+  std::vector<std::string> entrypoint;
+  std::vector<std::string> cmd;
+  std::map<std::string, std::string> env;
+  std::vector<PortSpec> ports;
+  std::vector<FileMount> files;
+  double cpus = 0;                  // 0 = unlimited
+  std::uint64_t memory_bytes = 0;   // 0 = unlimited
+  std::map<std::string, std::string> labels;
+};
+
+enum class ServiceStatus { created, running, paused, stopped, exited, unknown };
+
+struct PublishedPort {
+  PortSpec port;
+  std::string host_ip;  // 127.0.0.1
+  std::uint16_t host_port = 0;
+};
+
+struct ServiceInfo {
+  std::string name;
+  std::string id;        // backend id (container id)
+  std::string enclave_id;
+  std::string image;
+  ServiceStatus status = ServiceStatus::unknown;
+  std::string ip;        // address inside the enclave network
+  std::vector<PublishedPort> ports;
+  std::map<std::string, std::string> labels;
+  std::optional<int> exit_code;
+};
+
+struct ExecResult {
+  int exit_code = 0;
+  std::string output;  // stdout and stderr, interleaved
+};
+
+}  // namespace modhost
