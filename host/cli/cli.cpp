@@ -1,0 +1,76 @@
+#include "cli/cli.hpp"
+
+#include <boost/json.hpp>
+#include <charconv>
+#include <cstdio>
+#include <iostream>
+
+namespace modhost::cli {
+
+int g_exit_code = kExitOk;
+
+int exit_code_for(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::invalid_argument: return kExitInvalidInput;
+    case ErrorCode::not_found: return kExitNotFound;
+    case ErrorCode::already_exists:
+    case ErrorCode::failed_precondition: return kExitConflict;
+    case ErrorCode::unavailable: return kExitUnavailable;
+    case ErrorCode::timeout: return kExitTimeout;
+    case ErrorCode::abi_mismatch: return kExitAbiMismatch;
+    case ErrorCode::module_failed: return kExitModuleFailed;
+    case ErrorCode::crashed: return kExitModuleCrashed;
+    case ErrorCode::cancelled: return kExitCancelled;
+    case ErrorCode::internal: return kExitInternal;
+  }
+  return kExitInternal;
+}
+
+int fail(const GlobalOptions& g, const Error& error) {
+  int code = exit_code_for(error.code());
+  if (g.json()) {
+    boost::json::object e;
+    e["code"] = std::string(to_string(error.code()));
+    e["message"] = error.message();
+    e["exitCode"] = code;
+    print_json(boost::json::object{{"error", e}});
+  } else {
+    std::fprintf(stderr, "error: %s\n", error.message().c_str());
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  return code;
+}
+
+void progress(const GlobalOptions& g, std::string_view line) {
+  if (g.json()) return;
+  std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
+}
+
+void print_json(const boost::json::value& v) {
+  std::string s = boost::json::serialize(v);
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  auto bad = [&] {
+    return Error(ErrorCode::invalid_argument,
+                 "invalid duration '" + std::string(text) + "': use e.g. 500ms, 30s, 2m or 1h");
+  };
+  double value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || value < 0) return bad();
+  std::string_view unit(ptr, static_cast<size_t>(text.data() + text.size() - ptr));
+  double ms = 0;
+  if (unit.empty() || unit == "s") ms = value * 1000;
+  else if (unit == "ms") ms = value;
+  else if (unit == "m") ms = value * 60'000;
+  else if (unit == "h") ms = value * 3'600'000;
+  else return bad();
+  if (ms <= 0) return bad();
+  return std::chrono::milliseconds(static_cast<long long>(ms));
+}
+
+}  // namespace modhost::cli

@@ -1,0 +1,43 @@
+// modhost: the command-line front end of the engine.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "cli/cli.hpp"
+#include "engine/logging.hpp"
+
+int main(int argc, char** argv) {
+  using namespace modhost;
+  cli::GlobalOptions g;
+  CLI::App app{"modhost: run modules against enclaves of services.\n"
+               "Exit codes: 0 ok, 2 usage, 3 invalid input, 4 not found, 5 conflict, 6 unavailable,\n"
+               "7 timeout, 8 ABI mismatch, 9 module failed, 10 module crashed, 130 cancelled, 1 internal."};
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.add_option("--output,-o", g.output, "Output format: text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--log-level,-l,--api-container-log-level", g.log_level,
+                 "Log level: trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error"}))
+      ->capture_default_str();
+  app.parse_complete_callback([&g] {
+    LogLevel level = LogLevel::warn;
+    engine::parse_log_level(g.log_level, level);
+    engine::init_logging(level);
+  });
+
+  cli::add_module_commands(app, g);
+  cli::add_version_command(app, g);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : cli::kExitUsage;
+  }
+  return cli::g_exit_code;
+}
