@@ -11,17 +11,27 @@ int g_exit_code = kExitOk;
 
 int exit_code_for(ErrorCode code) {
   switch (code) {
-    case ErrorCode::invalid_argument: return kExitInvalidInput;
-    case ErrorCode::not_found: return kExitNotFound;
+    case ErrorCode::invalid_argument:
+      return kExitInvalidInput;
+    case ErrorCode::not_found:
+      return kExitNotFound;
     case ErrorCode::already_exists:
-    case ErrorCode::failed_precondition: return kExitConflict;
-    case ErrorCode::unavailable: return kExitUnavailable;
-    case ErrorCode::timeout: return kExitTimeout;
-    case ErrorCode::abi_mismatch: return kExitAbiMismatch;
-    case ErrorCode::module_failed: return kExitModuleFailed;
-    case ErrorCode::crashed: return kExitModuleCrashed;
-    case ErrorCode::cancelled: return kExitCancelled;
-    case ErrorCode::internal: return kExitInternal;
+    case ErrorCode::failed_precondition:
+      return kExitConflict;
+    case ErrorCode::unavailable:
+      return kExitUnavailable;
+    case ErrorCode::timeout:
+      return kExitTimeout;
+    case ErrorCode::abi_mismatch:
+      return kExitAbiMismatch;
+    case ErrorCode::module_failed:
+      return kExitModuleFailed;
+    case ErrorCode::crashed:
+      return kExitModuleCrashed;
+    case ErrorCode::cancelled:
+      return kExitCancelled;
+    case ErrorCode::internal:
+      return kExitInternal;
   }
   return kExitInternal;
 }
@@ -64,11 +74,16 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (ec != std::errc() || value < 0) return bad();
   std::string_view unit(ptr, static_cast<size_t>(text.data() + text.size() - ptr));
   double ms = 0;
-  if (unit.empty() || unit == "s") ms = value * 1000;
-  else if (unit == "ms") ms = value;
-  else if (unit == "m") ms = value * 60'000;
-  else if (unit == "h") ms = value * 3'600'000;
-  else return bad();
+  if (unit.empty() || unit == "s")
+    ms = value * 1000;
+  else if (unit == "ms")
+    ms = value;
+  else if (unit == "m")
+    ms = value * 60'000;
+  else if (unit == "h")
+    ms = value * 3'600'000;
+  else
+    return bad();
   if (ms <= 0) return bad();
   return std::chrono::milliseconds(static_cast<long long>(ms));
 }

@@ -8,9 +8,10 @@
 int main(int argc, char** argv) {
   using namespace modhost;
   cli::GlobalOptions g;
-  CLI::App app{"modhost: run modules against enclaves of services.\n"
-               "Exit codes: 0 ok, 2 usage, 3 invalid input, 4 not found, 5 conflict, 6 unavailable,\n"
-               "7 timeout, 8 ABI mismatch, 9 module failed, 10 module crashed, 130 cancelled, 1 internal."};
+  CLI::App app{
+      "modhost: run modules against enclaves of services.\n"
+      "Exit codes: 0 ok, 2 usage, 3 invalid input, 4 not found, 5 conflict, 6 unavailable,\n"
+      "7 timeout, 8 ABI mismatch, 9 module failed, 10 module crashed, 130 cancelled, 1 internal."};
   app.require_subcommand(1);
   app.fallthrough();
   app.add_option("--output,-o", g.output, "Output format: text or json")

@@ -48,8 +48,9 @@ int run_exec(const GlobalOptions& g, const ExecArgs& a) {
   auto start_timeout = parse_duration(a.start_timeout);
   if (!start_timeout.ok()) return fail(g, start_timeout.error());
   if (!a.enclave_id.empty()) {
-    return fail(g, Error(ErrorCode::failed_precondition,
-                         "enclave '" + a.enclave_id + "' cannot be used: no container backend is configured"));
+    return fail(g,
+                Error(ErrorCode::failed_precondition,
+                      "enclave '" + a.enclave_id + "' cannot be used: no container backend is configured"));
   }
 
   engine::LoadOptions options;
@@ -131,9 +132,9 @@ void add_module_commands(CLI::App& app, GlobalOptions& g) {
   module->require_subcommand(1);
 
   auto a = std::make_shared<ExecArgs>();
-  CLI::App* exec = module->add_subcommand(
-      "exec", "Load a module, execute it once and unload it.\n"
-              "MODULE is builtin:NAME, a path to a .so, or an image name.");
+  CLI::App* exec = module->add_subcommand("exec",
+                                          "Load a module, execute it once and unload it.\n"
+                                          "MODULE is builtin:NAME, a path to a .so, or an image name.");
   exec->add_option("module", a->reference, "builtin:NAME, PATH.so or IMAGE")->required();
   exec->add_option("--load-params", a->load_params, "Params given to the module when it is loaded (JSON)");
   exec->add_option("--execute-params", a->execute_params, "Params given to execute (JSON)");
@@ -144,8 +145,9 @@ void add_module_commands(CLI::App& app, GlobalOptions& g) {
       ->capture_default_str();
   exec->callback([&g, a] { g_exit_code = run_exec(g, *a); });
 
-  CLI::App* ls = module->add_subcommand("ls", "List built-in modules and the modules on the search path "
-                                              "($MODHOST_MODULE_PATH, then lib/modhost/modules)");
+  CLI::App* ls = module->add_subcommand("ls",
+                                        "List built-in modules and the modules on the search path "
+                                        "($MODHOST_MODULE_PATH, then lib/modhost/modules)");
   ls->callback([&g] { g_exit_code = run_ls(g); });
 }
 

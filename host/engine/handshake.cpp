@@ -25,8 +25,8 @@ bool to_int(std::string_view s, int& out) {
 }  // namespace
 
 std::string format_handshake(const Handshake& h) {
-  return std::to_string(h.core_version) + "|" + std::to_string(h.api_version) + "|" + h.network + "|" + h.address +
-         "|" + h.protocol;
+  return std::to_string(h.core_version) + "|" + std::to_string(h.api_version) + "|" + h.network + "|" +
+         h.address + "|" + h.protocol;
 }
 
 Result<Handshake> parse_handshake(std::string_view line) {

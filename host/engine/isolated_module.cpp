@@ -70,7 +70,8 @@ spdlog::level::level_enum parse_child_level(std::string_view word) {
 // Owns the child: its pid, its socket directory, the stderr forwarder.
 class RunnerChild {
  public:
-  RunnerChild(std::string name, std::string socket_dir) : name_(std::move(name)), socket_dir_(std::move(socket_dir)) {}
+  RunnerChild(std::string name, std::string socket_dir)
+      : name_(std::move(name)), socket_dir_(std::move(socket_dir)) {}
 
   ~RunnerChild() {
     stop(std::chrono::milliseconds(2000));
@@ -86,7 +87,8 @@ class RunnerChild {
       std::string_view kv(*e);
       bool overridden = false;
       for (const std::string& x : extra_env) {
-        if (kv.substr(0, kv.find('=') + 1) == std::string_view(x).substr(0, x.find('=') + 1)) overridden = true;
+        if (kv.substr(0, kv.find('=') + 1) == std::string_view(x).substr(0, x.find('=') + 1))
+          overridden = true;
       }
       if (!overridden) env.emplace_back(kv);
     }
@@ -234,21 +236,37 @@ class RunnerChild {
 Error from_grpc(const grpc::Status& s, const std::string& name) {
   ErrorCode code = ErrorCode::module_failed;
   switch (s.error_code()) {
-    case grpc::StatusCode::INVALID_ARGUMENT: code = ErrorCode::invalid_argument; break;
-    case grpc::StatusCode::NOT_FOUND: code = ErrorCode::not_found; break;
-    case grpc::StatusCode::ALREADY_EXISTS: code = ErrorCode::already_exists; break;
-    case grpc::StatusCode::FAILED_PRECONDITION: code = ErrorCode::failed_precondition; break;
-    case grpc::StatusCode::UNAVAILABLE: code = ErrorCode::unavailable; break;
-    case grpc::StatusCode::DEADLINE_EXCEEDED: code = ErrorCode::timeout; break;
-    case grpc::StatusCode::CANCELLED: code = ErrorCode::cancelled; break;
-    default: break;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      code = ErrorCode::invalid_argument;
+      break;
+    case grpc::StatusCode::NOT_FOUND:
+      code = ErrorCode::not_found;
+      break;
+    case grpc::StatusCode::ALREADY_EXISTS:
+      code = ErrorCode::already_exists;
+      break;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      code = ErrorCode::failed_precondition;
+      break;
+    case grpc::StatusCode::UNAVAILABLE:
+      code = ErrorCode::unavailable;
+      break;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      code = ErrorCode::timeout;
+      break;
+    case grpc::StatusCode::CANCELLED:
+      code = ErrorCode::cancelled;
+      break;
+    default:
+      break;
   }
   return Error(code, "module '" + name + "' failed: " + s.error_message());
 }
 
 class IsolatedModule final : public ModuleInstance {
  public:
-  IsolatedModule(std::unique_ptr<RunnerChild> child, std::shared_ptr<grpc::Channel> channel, ModuleMetadata meta)
+  IsolatedModule(std::unique_ptr<RunnerChild> child, std::shared_ptr<grpc::Channel> channel,
+                 ModuleMetadata meta)
       : child_(std::move(child)),
         stub_(module_api::ExecutableModuleService::NewStub(channel)),
         metadata_(std::move(meta)) {}
@@ -259,8 +277,8 @@ class IsolatedModule final : public ModuleInstance {
                               std::optional<std::chrono::milliseconds> timeout) override {
     const std::string& name = metadata_.name;
     if (auto status = child_->poll_exit()) {
-      return Error(ErrorCode::unavailable, "module '" + name + "' is no longer running (it " +
-                                               child_->describe_exit(*status) + ")");
+      return Error(ErrorCode::unavailable,
+                   "module '" + name + "' is no longer running (it " + child_->describe_exit(*status) + ")");
     }
     MODHOST_TRY(validate_params(metadata_, params, "execute params"));
     grpc::ClientContext ctx;
@@ -315,6 +333,22 @@ Result<ModuleMetadata> read_metadata(const std::string& path, const std::string&
   return m;
 }
 
+// A host killed with SIGKILL cannot remove its runners' directories: each
+// holds the host's pid, and the next host removes those whose host is gone.
+void sweep_stale_runtime_dirs(const fs::path& tmp) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(tmp, ec)) {
+    if (entry.path().filename().string().rfind("modhost-runner-", 0) != 0) continue;
+    std::ifstream in(entry.path() / "host.pid");
+    pid_t owner = 0;
+    if (!(in >> owner) || owner <= 0) continue;  // being created right now, or not ours
+    if (::kill(owner, 0) == 0 || errno == EPERM) continue;
+    std::error_code rm_ec;
+    fs::remove_all(entry.path(), rm_ec);
+    if (!rm_ec) logger("engine")->debug("removed stale runner directory {}", entry.path().string());
+  }
+}
+
 }  // namespace
 
 std::string find_runner() {
@@ -323,17 +357,23 @@ std::string find_runner() {
 }
 
 Result<std::unique_ptr<ModuleInstance>> start_isolated(const std::string& module_arg, const std::string& name,
-                                                       std::string_view load_params, const LoadOptions& options) {
+                                                       std::string_view load_params,
+                                                       const LoadOptions& options) {
   std::string runner = find_runner();
   std::error_code ec;
   if (!fs::exists(runner, ec)) {
-    return Error(ErrorCode::not_found,
-                 "module runner '" + runner + "' not found; install modhost-module-runner or set MODHOST_RUNNER");
+    return Error(
+        ErrorCode::not_found,
+        "module runner '" + runner + "' not found; install modhost-module-runner or set MODHOST_RUNNER");
   }
-  std::string tmpl = (fs::temp_directory_path(ec) / "modhost-runner-XXXXXX").string();
+  fs::path tmp = fs::temp_directory_path(ec);
+  sweep_stale_runtime_dirs(tmp);
+  std::string tmpl = (tmp / "modhost-runner-XXXXXX").string();
   if (!::mkdtemp(tmpl.data())) {
-    return Error(ErrorCode::unavailable, std::string("cannot create a runtime directory: ") + std::strerror(errno));
+    return Error(ErrorCode::unavailable,
+                 std::string("cannot create a runtime directory: ") + std::strerror(errno));
   }
+  std::ofstream(tmpl + "/host.pid") << ::getpid();
   auto child = std::make_unique<RunnerChild>(name, tmpl);
 
   std::string versions;
@@ -344,7 +384,8 @@ Result<std::unique_ptr<ModuleInstance>> start_isolated(const std::string& module
       std::string(kParentPidKey) + "=" + std::to_string(::getpid()),
       std::string(kLoadParamsKey) + "=" + std::string(load_params),
   };
-  std::vector<std::string> args = {"--module", module_arg, "--socket-dir", tmpl, "--log-level", options.log_level};
+  std::vector<std::string> args = {"--module", module_arg,    "--socket-dir",
+                                   tmpl,       "--log-level", options.log_level};
   MODHOST_TRY(child->spawn(runner, args, env));
 
   auto deadline = Clock::now() + options.start_timeout;
@@ -356,7 +397,8 @@ Result<std::unique_ptr<ModuleInstance>> start_isolated(const std::string& module
   if (!line.ok()) {
     if (line.error().code() == ErrorCode::timeout) {
       child->kill_now();
-      return fail(ErrorCode::timeout, "no handshake within " + std::to_string(options.start_timeout.count()) + " ms");
+      return fail(ErrorCode::timeout,
+                  "no handshake within " + std::to_string(options.start_timeout.count()) + " ms");
     }
     // The child ended before its handshake; its stderr says why.
     auto status = child->wait_exit(std::chrono::milliseconds(2000));
@@ -376,16 +418,17 @@ Result<std::unique_ptr<ModuleInstance>> start_isolated(const std::string& module
     child->kill_now();
     return fail(ErrorCode::unavailable, hs.error().message());
   }
-  if (negotiate_api_version(std::to_string(hs->api_version), {std::begin(kModuleApiVersions),
-                                                              std::end(kModuleApiVersions)}) == 0) {
+  if (negotiate_api_version(std::to_string(hs->api_version),
+                            {std::begin(kModuleApiVersions), std::end(kModuleApiVersions)}) == 0) {
     child->kill_now();
-    return fail(ErrorCode::abi_mismatch, "the runner chose module API version " + std::to_string(hs->api_version) +
+    return fail(ErrorCode::abi_mismatch, "the runner chose module API version " +
+                                             std::to_string(hs->api_version) +
                                              ", which this host does not speak");
   }
-  MODHOST_ASSIGN_OR_RETURN(ModuleMetadata meta,
-                           read_metadata(tmpl + "/module.json", module_arg.rfind("builtin:", 0) == 0
-                                                                     ? std::string("builtin")
-                                                                     : module_arg));
+  MODHOST_ASSIGN_OR_RETURN(
+      ModuleMetadata meta,
+      read_metadata(tmpl + "/module.json",
+                    module_arg.rfind("builtin:", 0) == 0 ? std::string("builtin") : module_arg));
   child->rename(meta.name);
 
   std::string target = hs->network == "unix" ? "unix:" + hs->address : hs->address;

@@ -15,7 +15,8 @@ struct LoadOptions;
 // `module_arg` is "builtin:NAME" or the absolute path of a .so; `name` is used
 // in messages and for the child's logger until its metadata arrives.
 Result<std::unique_ptr<ModuleInstance>> start_isolated(const std::string& module_arg, const std::string& name,
-                                                       std::string_view load_params, const LoadOptions& options);
+                                                       std::string_view load_params,
+                                                       const LoadOptions& options);
 
 // The runner executable: $MODHOST_RUNNER, else next to this executable.
 std::string find_runner();

@@ -5,21 +5,28 @@
 
 #include <algorithm>
 #include <mutex>
+#include <vector>
 
 namespace modhost::engine {
 namespace {
 
 std::mutex mutex;
 spdlog::sink_ptr shared_sink;
+std::vector<spdlog::sink_ptr> extra_sinks;
 spdlog::level::level_enum current_level = spdlog::level::warn;
 
 spdlog::level::level_enum to_spdlog(LogLevel level) {
   switch (level) {
-    case LogLevel::trace: return spdlog::level::trace;
-    case LogLevel::debug: return spdlog::level::debug;
-    case LogLevel::info: return spdlog::level::info;
-    case LogLevel::warn: return spdlog::level::warn;
-    case LogLevel::error: return spdlog::level::err;
+    case LogLevel::trace:
+      return spdlog::level::trace;
+    case LogLevel::debug:
+      return spdlog::level::debug;
+    case LogLevel::info:
+      return spdlog::level::info;
+    case LogLevel::warn:
+      return spdlog::level::warn;
+    case LogLevel::error:
+      return spdlog::level::err;
   }
   return spdlog::level::info;
 }
@@ -45,21 +52,35 @@ void init_logging(LogLevel level, const std::string& pattern) {
 std::shared_ptr<spdlog::logger> logger(const std::string& name) {
   std::lock_guard lock(mutex);
   if (auto existing = spdlog::get(name)) return existing;
-  auto created = std::make_shared<spdlog::logger>(name, sink_locked());
+  std::vector<spdlog::sink_ptr> sinks = {sink_locked()};
+  sinks.insert(sinks.end(), extra_sinks.begin(), extra_sinks.end());
+  auto created = std::make_shared<spdlog::logger>(name, sinks.begin(), sinks.end());
   created->set_level(current_level);
   spdlog::register_logger(created);
   return created;
 }
 
+void add_log_sink(std::shared_ptr<spdlog::sinks::sink> sink) {
+  std::lock_guard lock(mutex);
+  extra_sinks.push_back(sink);
+  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& l) { l->sinks().push_back(sink); });
+}
+
 bool parse_log_level(std::string_view text, LogLevel& level) {
   std::string lower(text);
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (lower == "trace") level = LogLevel::trace;
-  else if (lower == "debug") level = LogLevel::debug;
-  else if (lower == "info") level = LogLevel::info;
-  else if (lower == "warn" || lower == "warning") level = LogLevel::warn;
-  else if (lower == "error") level = LogLevel::error;
-  else return false;
+  if (lower == "trace")
+    level = LogLevel::trace;
+  else if (lower == "debug")
+    level = LogLevel::debug;
+  else if (lower == "info")
+    level = LogLevel::info;
+  else if (lower == "warn" || lower == "warning")
+    level = LogLevel::warn;
+  else if (lower == "error")
+    level = LogLevel::error;
+  else
+    return false;
   return true;
 }
 

@@ -10,7 +10,10 @@
 
 namespace spdlog {
 class logger;
+namespace sinks {
+class sink;
 }
+}  // namespace spdlog
 
 namespace modhost::engine {
 
@@ -19,6 +22,9 @@ namespace modhost::engine {
 void init_logging(LogLevel level, const std::string& pattern = "");
 
 std::shared_ptr<spdlog::logger> logger(const std::string& name);
+
+// Adds a sink to every logger, present and future (tests capture logs so).
+void add_log_sink(std::shared_ptr<spdlog::sinks::sink> sink);
 
 // Parses "trace|debug|info|warn|error" (case-insensitive).
 bool parse_log_level(std::string_view text, LogLevel& level);

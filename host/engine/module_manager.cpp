@@ -15,7 +15,8 @@ namespace fs = std::filesystem;
 
 Status ModuleRegistry::add(const ModuleDescriptor& descriptor) {
   std::string name = descriptor.name ? descriptor.name : "";
-  if (find(name)) return Error(ErrorCode::already_exists, "built-in module '" + name + "' is registered twice");
+  if (find(name))
+    return Error(ErrorCode::already_exists, "built-in module '" + name + "' is registered twice");
   descriptors_.push_back(&descriptor);
   return ok_status();
 }
@@ -29,21 +30,25 @@ const ModuleDescriptor* ModuleRegistry::find(std::string_view name) const {
 
 std::string ModuleReference::display() const {
   switch (kind) {
-    case Kind::builtin: return "builtin:" + value;
+    case Kind::builtin:
+      return "builtin:" + value;
     case Kind::plugin:
-    case Kind::image: return value;
+    case Kind::image:
+      return value;
   }
   return value;
 }
 
 Result<ModuleReference> parse_module_reference(std::string_view text) {
   if (text.empty()) {
-    return Error(ErrorCode::invalid_argument, "empty module reference: give builtin:NAME, a path to a .so, or an image");
+    return Error(ErrorCode::invalid_argument,
+                 "empty module reference: give builtin:NAME, a path to a .so, or an image");
   }
   constexpr std::string_view kBuiltin = "builtin:";
   if (text.substr(0, kBuiltin.size()) == kBuiltin) {
     std::string name(text.substr(kBuiltin.size()));
-    if (name.empty()) return Error(ErrorCode::invalid_argument, "'builtin:' needs a module name, e.g. builtin:hello");
+    if (name.empty())
+      return Error(ErrorCode::invalid_argument, "'builtin:' needs a module name, e.g. builtin:hello");
     return ModuleReference{ModuleReference::Kind::builtin, name};
   }
   std::string s(text);
@@ -61,9 +66,10 @@ Result<std::unique_ptr<ModuleInstance>> ModuleManager::load(const ModuleReferenc
       const ModuleDescriptor* descriptor = registry_.find(reference.value);
       if (!descriptor) {
         std::string known;
-        for (const ModuleDescriptor* d : registry_.all()) known += (known.empty() ? "" : ", ") + std::string(d->name);
-        return Error(ErrorCode::not_found, "unknown built-in module '" + reference.value + "' (built-ins: " + known +
-                                               "; 'modhost module ls' lists all)");
+        for (const ModuleDescriptor* d : registry_.all())
+          known += (known.empty() ? "" : ", ") + std::string(d->name);
+        return Error(ErrorCode::not_found, "unknown built-in module '" + reference.value +
+                                               "' (built-ins: " + known + "; 'modhost module ls' lists all)");
       }
       if (options.isolate) return start_isolated(reference.display(), reference.value, load_params, options);
       return create_builtin(*descriptor, load_params);
@@ -134,7 +140,8 @@ std::vector<std::string> default_module_search_path() {
       start = end + 1;
     }
   }
-  dirs.push_back((fs::path(executable_dir()) / ".." / "lib" / "modhost" / "modules").lexically_normal().string());
+  dirs.push_back(
+      (fs::path(executable_dir()) / ".." / "lib" / "modhost" / "modules").lexically_normal().string());
   return dirs;
 }
 

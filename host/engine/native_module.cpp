@@ -1,15 +1,14 @@
 #include "engine/native_module.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <boost/dll/library_info.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <boost/json/parse.hpp>
-
-#include <algorithm>
 #include <filesystem>
 #include <future>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "engine/logging.hpp"
 
@@ -46,9 +45,10 @@ class NativeModule final : public ModuleInstance {
       promise->set_value(state->descriptor->execute(*state->module, ctx, p));
     }).detach();
     if (future.wait_for(*timeout) == std::future_status::timeout) {
-      return Error(ErrorCode::timeout,
-                   "module '" + metadata_.name + "' did not finish within " + std::to_string(timeout->count()) +
-                       " ms (it runs in this process and cannot be killed; use --isolate to kill it on timeout)");
+      return Error(
+          ErrorCode::timeout,
+          "module '" + metadata_.name + "' did not finish within " + std::to_string(timeout->count()) +
+              " ms (it runs in this process and cannot be killed; use --isolate to kill it on timeout)");
     }
     return future.get();
   }
@@ -76,7 +76,8 @@ Result<std::unique_ptr<ModuleInstance>> instantiate(std::shared_ptr<boost::dll::
   // The deleter keeps the library loaded until the object is gone.
   state->module = std::shared_ptr<ExecutableModule>(created.value().release(),
                                                     [library](ExecutableModule* m) { delete m; });
-  return std::unique_ptr<ModuleInstance>(std::make_unique<NativeModule>(std::move(state), std::move(metadata)));
+  return std::unique_ptr<ModuleInstance>(
+      std::make_unique<NativeModule>(std::move(state), std::move(metadata)));
 }
 
 struct LoadedPlugin {
@@ -98,7 +99,8 @@ Result<LoadedPlugin> open_plugin(const std::string& path) {
     boost::dll::library_info info(fs::path(path), /*throw_if_not_native=*/true);
     symbols = info.symbols();
   } catch (const std::exception&) {
-    return Error(ErrorCode::invalid_argument, "'" + path + "' is not a shared library (not a native ELF file)");
+    return Error(ErrorCode::invalid_argument,
+                 "'" + path + "' is not a shared library (not a native ELF file)");
   }
   if (std::find(symbols.begin(), symbols.end(), kDescriptorSymbol) == symbols.end()) {
     return Error(ErrorCode::invalid_argument, "'" + path + "' is not a modhost module: it exports no '" +
@@ -106,7 +108,8 @@ Result<LoadedPlugin> open_plugin(const std::string& path) {
   }
   auto library = std::make_shared<boost::dll::shared_library>();
   boost::dll::fs::error_code load_error;
-  library->load(fs::path(path), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, load_error);
+  library->load(fs::path(path), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local,
+                load_error);
   if (load_error) {
     return Error(ErrorCode::invalid_argument, "cannot load '" + path + "': " + load_error.message());
   }
@@ -144,7 +147,8 @@ Status check_descriptor(const ModuleDescriptor& descriptor, std::string_view sou
                                               ", but this host runs only executable modules (kind 1)");
   }
   if (!descriptor.create || !descriptor.execute || !descriptor.name || !*descriptor.name) {
-    return Error(ErrorCode::abi_mismatch, "module '" + std::string(source) + "' has an incomplete descriptor");
+    return Error(ErrorCode::abi_mismatch,
+                 "module '" + std::string(source) + "' has an incomplete descriptor");
   }
   return ok_status();
 }
@@ -168,7 +172,8 @@ Result<ModuleMetadata> inspect_plugin(const std::string& path) {
 
 Result<std::unique_ptr<ModuleInstance>> create_builtin(const ModuleDescriptor& descriptor,
                                                        std::string_view load_params) {
-  MODHOST_TRY(check_descriptor(descriptor, std::string("builtin:") + (descriptor.name ? descriptor.name : "")));
+  MODHOST_TRY(
+      check_descriptor(descriptor, std::string("builtin:") + (descriptor.name ? descriptor.name : "")));
   return instantiate(nullptr, descriptor, "builtin", load_params);
 }
 

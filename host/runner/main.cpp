@@ -48,9 +48,10 @@ int main(int argc, char** argv) {
 
   const char* cookie = std::getenv(engine::kMagicCookieKey);
   if (!cookie || std::string(cookie) != engine::kMagicCookieValue) {
-    std::fprintf(stderr,
-                 "modhost-module-runner serves a native module for the modhost host; it is not meant to be run by "
-                 "hand.\nRun a module in isolation with: modhost module exec MODULE.so --isolate\n");
+    std::fprintf(
+        stderr,
+        "modhost-module-runner serves a native module for the modhost host; it is not meant to be run by "
+        "hand.\nRun a module in isolation with: modhost module exec MODULE.so --isolate\n");
     return 1;
   }
   if (const char* ppid = std::getenv(engine::kParentPidKey); ppid && std::atoi(ppid) != ::getppid()) return 1;
@@ -72,8 +73,8 @@ int main(int argc, char** argv) {
   engine::init_logging(level, "%l|%v");
 
   const char* offered = std::getenv(engine::kApiVersionsKey);
-  int api = engine::negotiate_api_version(offered ? offered : "",
-                                          {std::begin(engine::kModuleApiVersions), std::end(engine::kModuleApiVersions)});
+  int api = engine::negotiate_api_version(
+      offered ? offered : "", {std::begin(engine::kModuleApiVersions), std::end(engine::kModuleApiVersions)});
   if (api == 0) {
     return report(Error(ErrorCode::abi_mismatch, std::string("the host offers module API versions '") +
                                                      (offered ? offered : "") + "', this runner speaks 1"));

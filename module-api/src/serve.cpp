@@ -13,15 +13,24 @@ namespace {
 
 grpc::StatusCode to_grpc(ErrorCode code) {
   switch (code) {
-    case ErrorCode::invalid_argument: return grpc::StatusCode::INVALID_ARGUMENT;
-    case ErrorCode::not_found: return grpc::StatusCode::NOT_FOUND;
-    case ErrorCode::already_exists: return grpc::StatusCode::ALREADY_EXISTS;
-    case ErrorCode::failed_precondition: return grpc::StatusCode::FAILED_PRECONDITION;
-    case ErrorCode::unavailable: return grpc::StatusCode::UNAVAILABLE;
-    case ErrorCode::timeout: return grpc::StatusCode::DEADLINE_EXCEEDED;
-    case ErrorCode::cancelled: return grpc::StatusCode::CANCELLED;
-    case ErrorCode::internal: return grpc::StatusCode::INTERNAL;
-    default: return grpc::StatusCode::UNKNOWN;
+    case ErrorCode::invalid_argument:
+      return grpc::StatusCode::INVALID_ARGUMENT;
+    case ErrorCode::not_found:
+      return grpc::StatusCode::NOT_FOUND;
+    case ErrorCode::already_exists:
+      return grpc::StatusCode::ALREADY_EXISTS;
+    case ErrorCode::failed_precondition:
+      return grpc::StatusCode::FAILED_PRECONDITION;
+    case ErrorCode::unavailable:
+      return grpc::StatusCode::UNAVAILABLE;
+    case ErrorCode::timeout:
+      return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case ErrorCode::cancelled:
+      return grpc::StatusCode::CANCELLED;
+    case ErrorCode::internal:
+      return grpc::StatusCode::INTERNAL;
+    default:
+      return grpc::StatusCode::UNKNOWN;
   }
 }
 

@@ -34,7 +34,7 @@ class ExecutableModule {
 
 using CreateFn = Result<std::unique_ptr<ExecutableModule>> (*)(std::string_view load_params) noexcept;
 using ExecuteFn = Result<std::string> (*)(ExecutableModule& module, EnclaveContext& ctx,
-                                           std::string_view params) noexcept;
+                                          std::string_view params) noexcept;
 
 // Exported by every native module under the symbol `modhost_module_descriptor`.
 // `abi_version` and `kind` come first so a host can read them from a plugin of
@@ -58,9 +58,11 @@ inline Error exception_error(const char* what_phase) {
   try {
     throw;
   } catch (const std::exception& e) {
-    return Error(ErrorCode::module_failed, std::string("module threw during ") + what_phase + ": " + e.what());
+    return Error(ErrorCode::module_failed,
+                 std::string("module threw during ") + what_phase + ": " + e.what());
   } catch (...) {
-    return Error(ErrorCode::module_failed, std::string("module threw a non-standard exception during ") + what_phase);
+    return Error(ErrorCode::module_failed,
+                 std::string("module threw a non-standard exception during ") + what_phase);
   }
 }
 
@@ -102,14 +104,17 @@ inline Result<std::string> execute_module(ExecutableModule& module, EnclaveConte
 // constructor. Built as a plugin (MODHOST_PLUGIN_EXPORT defined) it exports
 // the descriptor through BOOST_DLL_ALIAS; built into the host it defines
 // `modhost_builtin_<NAME>()` for the built-in registry.
-#define MODHOST_MODULE(NAME, CLASS, VERSION, DESCRIPTION, PARAMS_FORMAT)                        \
-  namespace modhost_module_##NAME {                                                            \
-  const ::modhost::ModuleDescriptor descriptor = {                                             \
-      MODHOST_DESCRIPTOR_ABI_VERSION,      ::modhost::ModuleKind::executable,                  \
-      #NAME,                               VERSION,                                            \
-      DESCRIPTION,                         PARAMS_FORMAT,                                      \
-      &::modhost::detail::create_module<CLASS>, &::modhost::detail::execute_module};           \
-  }                                                                                            \
+#define MODHOST_MODULE(NAME, CLASS, VERSION, DESCRIPTION, PARAMS_FORMAT)                      \
+  namespace modhost_module_##NAME {                                                           \
+    const ::modhost::ModuleDescriptor descriptor = {MODHOST_DESCRIPTOR_ABI_VERSION,           \
+                                                    ::modhost::ModuleKind::executable,        \
+                                                    #NAME,                                    \
+                                                    VERSION,                                  \
+                                                    DESCRIPTION,                              \
+                                                    PARAMS_FORMAT,                            \
+                                                    &::modhost::detail::create_module<CLASS>, \
+                                                    &::modhost::detail::execute_module};      \
+  }                                                                                           \
   MODHOST_EXPORT_DESCRIPTOR_(NAME)
 
 #ifdef MODHOST_PLUGIN_EXPORT

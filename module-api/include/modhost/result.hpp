@@ -11,17 +11,17 @@ namespace modhost {
 
 // Broad classes of failure. The CLI maps each to a documented exit code.
 enum class ErrorCode {
-  invalid_argument = 1,   // the caller's input is wrong
-  not_found,              // a named thing does not exist
-  already_exists,         // a name is taken
-  failed_precondition,    // the system is not in a state to do this
-  unavailable,            // a backend, engine or child does not answer
-  timeout,                // a deadline passed
-  abi_mismatch,           // a plugin was built for another ABI
-  module_failed,          // a module returned an error or threw
-  crashed,                // a module process died from a signal
-  cancelled,              // the user interrupted the operation
-  internal,               // a bug in modhost
+  invalid_argument = 1,  // the caller's input is wrong
+  not_found,             // a named thing does not exist
+  already_exists,        // a name is taken
+  failed_precondition,   // the system is not in a state to do this
+  unavailable,           // a backend, engine or child does not answer
+  timeout,               // a deadline passed
+  abi_mismatch,          // a plugin was built for another ABI
+  module_failed,         // a module returned an error or threw
+  crashed,               // a module process died from a signal
+  cancelled,             // the user interrupted the operation
+  internal,              // a bug in modhost
 };
 
 std::string_view to_string(ErrorCode code) noexcept;
@@ -34,9 +34,7 @@ class Error {
   const std::string& message() const noexcept { return message_; }
 
   // Adds context as the error rises: "failed to load 'x': " + message.
-  Error context(std::string_view prefix) const {
-    return Error(code_, std::string(prefix) + ": " + message_);
-  }
+  Error context(std::string_view prefix) const { return Error(code_, std::string(prefix) + ": " + message_); }
 
  private:
   ErrorCode code_;
@@ -47,7 +45,7 @@ class Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit by design
   Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 
   bool ok() const noexcept { return v_.index() == 0; }
@@ -91,11 +89,10 @@ inline Status ok_status() { return Ok{}; }
 }  // namespace modhost
 
 // Propagates an error from a Result-returning expression.
-#define MODHOST_TRY(expr)                              \
-  do {                                                 \
-    auto modhost_try_result_ = (expr);                 \
-    if (!modhost_try_result_.ok())                     \
-      return std::move(modhost_try_result_).error();   \
+#define MODHOST_TRY(expr)                                                         \
+  do {                                                                            \
+    auto modhost_try_result_ = (expr);                                            \
+    if (!modhost_try_result_.ok()) return std::move(modhost_try_result_).error(); \
   } while (false)
 
 #define MODHOST_CONCAT_INNER_(a, b) a##b

@@ -34,8 +34,8 @@ struct ServiceConfig {
   std::map<std::string, std::string> env;
   std::vector<PortSpec> ports;
   std::vector<FileMount> files;
-  double cpus = 0;                  // 0 = unlimited
-  std::uint64_t memory_bytes = 0;   // 0 = unlimited
+  double cpus = 0;                 // 0 = unlimited
+  std::uint64_t memory_bytes = 0;  // 0 = unlimited
   std::map<std::string, std::string> labels;
 };
 
@@ -49,11 +49,11 @@ struct PublishedPort {
 
 struct ServiceInfo {
   std::string name;
-  std::string id;        // backend id (container id)
+  std::string id;  // backend id (container id)
   std::string enclave_id;
   std::string image;
   ServiceStatus status = ServiceStatus::unknown;
-  std::string ip;        // address inside the enclave network
+  std::string ip;  // address inside the enclave network
   std::vector<PublishedPort> ports;
   std::map<std::string, std::string> labels;
   std::optional<int> exit_code;
