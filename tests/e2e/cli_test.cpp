@@ -71,6 +71,7 @@ TEST(Cli, ExecPluginPathAndIsolated) {
 }
 
 TEST(Cli, BadInputGivesOneLineErrorsAndDistinctExitCodes) {
+  modhost::test::let_children_die_from_signals();
   expect_one_line_error(modhost_cmd({"module", "exec", "/nonexistent/m.so"}), 4, "not found");
   std::string text = ::testing::TempDir() + "/plain.so";
   std::ofstream(text) << "not elf";

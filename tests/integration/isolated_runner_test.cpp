@@ -73,6 +73,7 @@ TEST_F(IsolatedRunner, ExecutesABuiltinAndAPlugin) {
 }
 
 TEST_F(IsolatedRunner, SegfaultIsReportedAndTheHostCarriesOn) {
+  test::let_children_die_from_signals();
   auto m = start(test_module("segfault"));
   ASSERT_TRUE(m.ok()) << m.error().message();
   auto r = m.value()->execute(ctx_, "", 10s);

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -103,6 +104,19 @@ inline std::vector<std::string> runner_dirs(pid_t owner = 0) {
     out.push_back(e.path().string());
   }
   return out;
+}
+
+}  // namespace modhost::test
+
+namespace modhost::test {
+
+// Under AddressSanitizer a SIGSEGV is caught and turned into "exit 1"; the
+// crash tests need the child to die from the signal itself, as in a normal
+// build. Children inherit this; it changes nothing without ASan.
+inline void let_children_die_from_signals() {
+  const char* old = std::getenv("ASAN_OPTIONS");
+  std::string v = old ? std::string(old) + ":" : std::string();
+  ::setenv("ASAN_OPTIONS", (v + "handle_segv=0").c_str(), 1);
 }
 
 }  // namespace modhost::test
