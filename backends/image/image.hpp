@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "modhost/result.hpp"
@@ -31,7 +32,8 @@ class TarWriter {
   std::string finish();
 
  private:
-  void header(std::string_view path, char type, std::uint32_t mode, std::uint64_t size, std::string_view link);
+  void header(std::string_view path, char type, std::uint32_t mode, std::uint64_t size,
+              std::string_view link);
   std::string out_;
 };
 
@@ -60,9 +62,9 @@ Result<std::string> write_docker_archive(const ImageConfig& config, std::string_
 Result<std::vector<std::string>> elf_dependencies(const std::string& binary);
 
 struct PackSpec {
-  std::string reference;                               // name:tag
-  std::string entrypoint;                              // path of an executable on this machine
-  std::vector<std::string> args;                       // default cmd
+  std::string reference;                                 // name:tag
+  std::string entrypoint;                                // path of an executable on this machine
+  std::vector<std::string> args;                         // default cmd
   std::vector<std::pair<std::string, std::string>> add;  // SRC on this machine -> DEST in the image
   std::vector<std::string> env;
 };
@@ -70,5 +72,20 @@ struct PackSpec {
 // Packs the entrypoint (at /bin/<basename>), its libraries (at their own
 // paths) and the extra files into a docker-save archive.
 Result<std::string> pack(const PackSpec& spec);
+
+// pack(), plus symlinks made in the image: {PATH in the image, TARGET}, e.g.
+// busybox applets {"/bin/sh", "busybox"}. PATH must be absolute.
+Result<std::string> pack_with_symlinks(const PackSpec& spec,
+                                       const std::vector<std::pair<std::string, std::string>>& symlinks);
+
+// Archives a file or a directory tree from this machine. A directory's
+// contents go at the archive's root; a single file under its own name.
+// Symlinks are stored as symlinks, never followed.
+Result<std::string> tar_tree(const std::string& source);
+
+// Extracts an archive under DEST (created if missing). Refuses, before writing
+// anything, an entry whose path is absolute or leaves DEST through "..", and
+// never writes through a symlink: a layer cannot write outside DEST.
+Status extract_tar(std::string_view archive, const std::string& dest);
 
 }  // namespace modhost::image

@@ -1,0 +1,171 @@
+// Directory trees to and from tar archives: files artifacts and image layers.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "backends/image/image.hpp"
+#include "backends/image/internal.hpp"
+
+namespace modhost::image {
+namespace {
+
+namespace fs = std::filesystem;
+
+Status add_entry(TarWriter& tar, const fs::path& host_path, const std::string& archive_path) {
+  struct stat st {};
+  if (::lstat(host_path.c_str(), &st) != 0) {
+    return Error(ErrorCode::not_found, "cannot read '" + host_path.string() + "': " + std::strerror(errno));
+  }
+  std::uint32_t mode = st.st_mode & 07777;
+  if (S_ISLNK(st.st_mode)) {
+    std::error_code ec;
+    fs::path target = fs::read_symlink(host_path, ec);
+    if (ec) return Error(ErrorCode::failed_precondition, "cannot read link '" + host_path.string() + "'");
+    tar.add_symlink(archive_path, target.string());
+  } else if (S_ISDIR(st.st_mode)) {
+    if (!archive_path.empty()) tar.add_directory(archive_path, mode);
+    std::vector<fs::path> children;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(host_path, ec)) children.push_back(e.path());
+    if (ec)
+      return Error(ErrorCode::failed_precondition,
+                   "cannot list '" + host_path.string() + "': " + ec.message());
+    std::sort(children.begin(), children.end());  // reproducible archives
+    for (const auto& child : children) {
+      std::string name =
+          archive_path.empty() ? child.filename().string() : archive_path + "/" + child.filename().string();
+      MODHOST_TRY(add_entry(tar, child, name));
+    }
+  } else if (S_ISREG(st.st_mode)) {
+    MODHOST_ASSIGN_OR_RETURN(std::string content, internal::read_host_file(host_path.string()));
+    tar.add_file(archive_path, content, mode);
+  }
+  // Sockets, devices and fifos are not carried.
+  return ok_status();
+}
+
+// Normalised relative path, or an error if it is absolute or climbs out.
+Result<fs::path> safe_relative(const std::string& entry_path) {
+  fs::path p(entry_path);
+  if (p.is_absolute())
+    return Error(ErrorCode::invalid_argument, "archive entry '" + entry_path + "' is an absolute path");
+  fs::path norm = p.lexically_normal();
+  for (const auto& part : norm) {
+    if (part == "..") {
+      return Error(ErrorCode::invalid_argument,
+                   "archive entry '" + entry_path + "' leaves the destination through '..'");
+    }
+  }
+  return norm;
+}
+
+// Refuses to go through a symlink on the way to `rel` under `root`.
+Status check_no_symlink_parents(const fs::path& root, const fs::path& rel) {
+  fs::path cur = root;
+  fs::path parent = rel.parent_path();
+  for (const auto& part : parent) {
+    if (part.empty() || part == ".") continue;
+    cur /= part;
+    struct stat st {};
+    if (::lstat(cur.c_str(), &st) != 0) return ok_status();  // created below, as a directory
+    if (S_ISLNK(st.st_mode)) {
+      return Error(ErrorCode::invalid_argument, "archive entry '" + rel.string() +
+                                                    "' would be written through the symlink '" +
+                                                    (cur.lexically_relative(root)).string() + "'");
+    }
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Result<std::string> tar_tree(const std::string& source) {
+  std::error_code ec;
+  fs::path src(source);
+  if (!fs::exists(fs::symlink_status(src, ec)))
+    return Error(ErrorCode::not_found, "'" + source + "' not found");
+  TarWriter tar;
+  if (fs::is_directory(fs::symlink_status(src, ec))) {
+    MODHOST_TRY(add_entry(tar, src, ""));
+  } else {
+    MODHOST_TRY(add_entry(tar, src, src.filename().string()));
+  }
+  return tar.finish();
+}
+
+Status extract_tar(std::string_view archive, const std::string& dest) {
+  MODHOST_ASSIGN_OR_RETURN(std::vector<TarEntry> entries, read_tar(archive));
+  // Every path is checked before anything is written.
+  std::vector<fs::path> rels;
+  for (const auto& e : entries) {
+    MODHOST_ASSIGN_OR_RETURN(fs::path rel, safe_relative(e.path));
+    rels.push_back(rel);
+  }
+  std::error_code ec;
+  fs::create_directories(dest, ec);
+  if (ec) return Error(ErrorCode::failed_precondition, "cannot create '" + dest + "': " + ec.message());
+  fs::path root = fs::canonical(dest, ec);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const TarEntry& e = entries[i];
+    const fs::path& rel = rels[i];
+    if (rel.empty() || rel == ".") continue;
+    MODHOST_TRY(check_no_symlink_parents(root, rel));
+    fs::path out = root / rel;
+    fs::create_directories(out.parent_path(), ec);
+    struct stat st {};
+    bool exists = ::lstat(out.c_str(), &st) == 0;
+    switch (e.type) {
+      case TarEntry::Type::directory:
+        if (exists && S_ISLNK(st.st_mode)) ::unlink(out.c_str());
+        fs::create_directories(out, ec);
+        ::chmod(out.c_str(), e.mode & 07777);
+        break;
+      case TarEntry::Type::file: {
+        if (exists) ::unlink(out.c_str());  // never write through an existing symlink
+        int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, e.mode & 07777);
+        if (fd < 0)
+          return Error(ErrorCode::failed_precondition,
+                       "cannot create '" + out.string() + "': " + std::strerror(errno));
+        size_t done = 0;
+        while (done < e.content.size()) {
+          ssize_t n = ::write(fd, e.content.data() + done, e.content.size() - done);
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) {
+            ::close(fd);
+            return Error(ErrorCode::failed_precondition, "cannot write '" + out.string() + "'");
+          }
+          done += static_cast<size_t>(n);
+        }
+        ::fchmod(fd, e.mode & 07777);
+        ::close(fd);
+        break;
+      }
+      case TarEntry::Type::symlink:
+        if (exists) ::unlink(out.c_str());
+        if (::symlink(e.link_target.c_str(), out.c_str()) != 0) {
+          return Error(ErrorCode::failed_precondition, "cannot create link '" + out.string() + "'");
+        }
+        break;
+      case TarEntry::Type::hardlink: {
+        MODHOST_ASSIGN_OR_RETURN(fs::path target, safe_relative(e.link_target));
+        MODHOST_TRY(check_no_symlink_parents(root, target));
+        if (exists) ::unlink(out.c_str());
+        if (::link((root / target).c_str(), out.c_str()) != 0) {
+          return Error(ErrorCode::failed_precondition, "cannot create hard link '" + out.string() + "'");
+        }
+        break;
+      }
+      case TarEntry::Type::other:
+        break;
+    }
+  }
+  return ok_status();
+}
+
+}  // namespace modhost::image
