@@ -4,6 +4,9 @@
 #include <charconv>
 #include <cstdio>
 #include <iostream>
+#include <memory>
+
+#include "engine/engine.hpp"
 
 namespace modhost::cli {
 
@@ -64,7 +67,7 @@ void print_json(const boost::json::value& v) {
   std::fflush(stdout);
 }
 
-Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
+Result<std::chrono::milliseconds> parse_duration(std::string_view text, bool allow_zero) {
   auto bad = [&] {
     return Error(ErrorCode::invalid_argument,
                  "invalid duration '" + std::string(text) + "': use e.g. 500ms, 30s, 2m or 1h");
@@ -84,8 +87,33 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
     ms = value * 3'600'000;
   else
     return bad();
-  if (ms <= 0) return bad();
+  if (ms < 0 || (ms == 0 && !allow_zero)) return bad();
   return std::chrono::milliseconds(static_cast<long long>(ms));
+}
+
+Result<engine::Engine*> get_engine(const GlobalOptions& g) {
+  static std::unique_ptr<engine::Engine> instance;
+  if (!instance) {
+    engine::EngineOptions o;
+    o.backend = g.backend;
+    o.docker_host = g.docker_host;
+    MODHOST_ASSIGN_OR_RETURN(instance, engine::Engine::create(o));
+  }
+  return instance.get();
+}
+
+Result<backend::Backend*> get_backend(const GlobalOptions& g) {
+  MODHOST_ASSIGN_OR_RETURN(engine::Engine * e, get_engine(g));
+  return e->backend();
+}
+
+Result<std::pair<std::string, std::string>> parse_key_value(std::string_view text, std::string_view what) {
+  auto eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0) {
+    return Error(ErrorCode::invalid_argument,
+                 "invalid " + std::string(what) + " '" + std::string(text) + "': expected KEY=VALUE");
+  }
+  return std::make_pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
 }
 
 }  // namespace modhost::cli

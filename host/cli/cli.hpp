@@ -9,6 +9,15 @@
 #include <string_view>
 
 #include "modhost/result.hpp"
+#include "modhost/types.hpp"
+
+namespace modhost::engine {
+class Engine;
+}
+namespace modhost::backend {
+class Backend;
+struct ReadinessCheck;
+}  // namespace modhost::backend
 
 namespace modhost::cli {
 
@@ -33,6 +42,8 @@ int exit_code_for(ErrorCode code);
 struct GlobalOptions {
   std::string output = "text";  // text | json
   std::string log_level = "warn";
+  std::string backend = "auto";  // auto | docker
+  std::string docker_host;       // empty: $DOCKER_HOST or the local socket
   bool json() const { return output == "json"; }
 };
 
@@ -46,12 +57,32 @@ void progress(const GlobalOptions& g, std::string_view line);
 // Prints a JSON value on stdout.
 void print_json(const boost::json::value& v);
 
-// "500ms", "30s", "2m", "1h", or a bare number of seconds.
-Result<std::chrono::milliseconds> parse_duration(std::string_view text);
+// "500ms", "30s", "2m", "1h", or a bare number of seconds; zero only when allowed.
+Result<std::chrono::milliseconds> parse_duration(std::string_view text, bool allow_zero = false);
+
+// The embedded engine, made on first use from the global options.
+Result<engine::Engine*> get_engine(const GlobalOptions& g);
+// The engine's backend, connected.
+Result<backend::Backend*> get_backend(const GlobalOptions& g);
+
+// Parses "K=V" into key and value; the key must be non-empty.
+Result<std::pair<std::string, std::string>> parse_key_value(std::string_view text, std::string_view what);
+
+// "http=80/tcp", "db=5432" (tcp by default), "dns=53/udp".
+Result<PortSpec> parse_port_spec(std::string_view text);
+// "512m", "1g", "64k", "1048576" (bytes).
+Result<std::uint64_t> parse_memory(std::string_view text);
+// "tcp:PORT", "http:PORT/path", "exec:COMMAND ARGS..." (split on spaces).
+Result<backend::ReadinessCheck> parse_wait_spec(std::string_view text);
 
 // Verb groups: each adds its subcommands to `app`.
 void add_module_commands(CLI::App& app, GlobalOptions& g);
 void add_version_command(CLI::App& app, GlobalOptions& g);
+void add_enclave_commands(CLI::App& app, GlobalOptions& g);
+void add_service_commands(CLI::App& app, GlobalOptions& g);
+void add_files_commands(CLI::App& app, GlobalOptions& g);
+void add_image_commands(CLI::App& app, GlobalOptions& g);
+void add_clean_command(CLI::App& app, GlobalOptions& g);
 
 // Set by a verb's callback; main returns it.
 extern int g_exit_code;

@@ -21,6 +21,12 @@ int main(int argc, char** argv) {
                  "Log level: trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error"}))
       ->capture_default_str();
+  app.add_option("--backend", g.backend, "Container backend: auto (Docker when it answers) or docker")
+      ->check(CLI::IsMember({"auto", "docker"}))
+      ->capture_default_str();
+  app.add_option(
+      "--docker-host", g.docker_host,
+      "Docker engine address (unix:///path or tcp://HOST:PORT); default $DOCKER_HOST or the local socket");
   app.parse_complete_callback([&g] {
     LogLevel level = LogLevel::warn;
     engine::parse_log_level(g.log_level, level);
@@ -28,6 +34,11 @@ int main(int argc, char** argv) {
   });
 
   cli::add_module_commands(app, g);
+  cli::add_enclave_commands(app, g);
+  cli::add_service_commands(app, g);
+  cli::add_files_commands(app, g);
+  cli::add_image_commands(app, g);
+  cli::add_clean_command(app, g);
   cli::add_version_command(app, g);
 
   try {

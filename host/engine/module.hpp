@@ -31,6 +31,10 @@ class ModuleInstance {
   // ErrorCode::timeout (an out-of-process module is killed).
   virtual Result<std::string> execute(EnclaveContext& ctx, std::string_view params,
                                       std::optional<std::chrono::milliseconds> timeout) = 0;
+  // Asks a running execute to return early with ErrorCode::cancelled, from any
+  // thread. Out-of-process modules honour it; a native call cannot be
+  // interrupted and ignores it.
+  virtual void cancel() {}
 };
 
 // Checks params against the module's declared format: for JSON, they must parse.

@@ -25,6 +25,14 @@ struct FileMount {
   std::string path;
 };
 
+// A directory of the host mounted into a service (the engine uses it to give
+// module containers the enclave API socket).
+struct BindMount {
+  std::string source;  // absolute path on the host
+  std::string target;  // absolute path in the service
+  bool read_only = true;
+};
+
 // What to start. Fields mirror `modhost service add`.
 struct ServiceConfig {
   std::string name;
@@ -37,6 +45,9 @@ struct ServiceConfig {
   double cpus = 0;                 // 0 = unlimited
   std::uint64_t memory_bytes = 0;  // 0 = unlimited
   std::map<std::string, std::string> labels;
+  std::vector<BindMount> binds;
+  // "service", or "module" for a module container the engine starts.
+  std::string kind = "service";
 };
 
 enum class ServiceStatus { created, running, paused, stopped, exited, unknown };

@@ -1,0 +1,126 @@
+// Internal to the Docker backend: the state behind DockerBackend and the
+// helpers its source files share. No Beast/Asio here.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backends/docker/docker_backend.hpp"
+#include "backends/docker/http_client.hpp"
+
+namespace modhost::backend::docker {
+
+namespace json = boost::json;
+
+inline constexpr const char* kApiPrefix = "/v1.41";
+inline constexpr const char* kLabelPorts =
+    "io.modhost.ports";  // "name:80/tcp,..." (names of published ports)
+inline constexpr const char* kLabelRole =
+    "io.modhost.role";  // artifact volumes: data | tgz; holder containers
+inline constexpr const char* kLabelSize = "io.modhost.size";  // artifact: bytes of the .tgz
+inline constexpr const char* kHolderImage = "modhost/artifact-holder:1";
+// Holders and half-stored artifacts younger than this may belong to a store in progress.
+inline constexpr std::chrono::seconds kInProgressGrace{60};
+
+// --- JSON access that never throws ---
+const json::value* member(const json::value& v, std::string_view key);
+std::string str_at(const json::value& v, std::string_view key);
+std::int64_t int_at(const json::value& v, std::string_view key, std::int64_t fallback = 0);
+bool bool_at(const json::value& v, std::string_view key);
+std::string label_of(const json::value& labels_owner, std::string_view key);  // owner["Labels"][key]
+Result<json::value> parse_json(std::string_view body, std::string_view what);
+
+// --- Small utilities ---
+std::string now_rfc3339();
+std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view s);
+std::string random_hex(std::size_t chars);
+// [A-Za-z0-9][A-Za-z0-9_.-]{0,62}: safe in Docker names, DNS aliases and labels.
+bool valid_name(std::string_view s);
+std::string short_id(std::string_view enclave_id);  // first 12 chars
+
+// The engine's message for a failed call, as an Error with the given context.
+// 404 -> not_found, 409 -> `conflict` (already_exists unless the caller knows better).
+Error engine_error(const HttpResponse& r, std::string_view context,
+                   ErrorCode conflict = ErrorCode::already_exists);
+// Docker's {"message": ...} or the raw body.
+std::string engine_message(const HttpResponse& r);
+
+struct Enclave {
+  EnclaveInfo info;
+  std::string network_id;
+  std::string network_name;
+};
+
+struct ServiceRef {
+  Enclave enclave;
+  std::string container_id;
+  std::string name;
+  json::value inspect;  // GET /containers/{id}/json
+};
+
+}  // namespace modhost::backend::docker
+
+namespace modhost::backend {
+
+struct DockerBackend::Impl {
+  Impl(DockerOptions opts, docker::EngineAddress address);
+
+  DockerOptions options;
+  docker::EngineClient client;
+  std::shared_ptr<spdlog::logger> log;
+  std::mutex holder_mutex;
+  bool holder_ready = false;
+
+  // --- Engine calls (path without the /v1.41 prefix) ---
+  Result<docker::HttpResponse> api(docker::Method method, const std::string& path, std::string_view body = {},
+                                   std::optional<std::chrono::milliseconds> timeout = std::nullopt,
+                                   std::string_view content_type = "application/json") const;
+  // A call whose 2xx body is JSON; other statuses become engine_error(context).
+  Result<docker::json::value> api_json(docker::Method method, const std::string& path,
+                                       std::string_view context,
+                                       const docker::json::value* body = nullptr) const;
+  // ?filters= for modhost resources in our scope plus `labels` ("key=value").
+  std::string filters(std::initializer_list<std::string> labels) const;
+  docker::json::object base_labels(std::string_view kind, std::string_view enclave_id, std::string_view name,
+                                   const std::string& created) const;
+
+  // --- Enclaves ---
+  Result<std::vector<docker::Enclave>> enclave_networks() const;
+  docker::Enclave enclave_from_network(const docker::json::value& net) const;
+  Result<docker::Enclave> resolve_enclave(std::string_view id_or_name, bool require_complete) const;
+  // Every modhost container of the enclave (services, modules, artifact holders).
+  Result<std::vector<docker::json::value>> enclave_containers(std::string_view enclave_id) const;
+  Status remove_enclave_resources(const docker::Enclave& e) const;
+
+  // --- Services ---
+  static std::string container_name(std::string_view enclave_id, std::string_view service);
+  Result<docker::ServiceRef> resolve_service(std::string_view enclave_id, std::string_view name) const;
+  ServiceInfo service_info(const docker::json::value& inspect, const docker::Enclave& e) const;
+  Status remove_container(const std::string& id) const;
+  Result<std::string> log_tail(const std::string& container_id, int lines) const;
+  Result<ExecResult> run_exec(const docker::ServiceRef& s, const std::vector<std::string>& argv,
+                              std::optional<std::chrono::milliseconds> timeout) const;
+  Status simple_action(std::string_view enclave_id, std::string_view name, std::string_view verb,
+                       const std::string& action_path, std::optional<std::chrono::milliseconds> timeout);
+
+  // --- Artifacts ---
+  static std::string artifact_volume(std::string_view enclave_id, std::string_view name);
+  static std::string artifact_tgz_volume(std::string_view enclave_id, std::string_view name);
+  Status ensure_holder_image();
+  Result<std::string> create_holder(const docker::Enclave& e, std::string_view artifact,
+                                    const std::vector<std::pair<std::string, std::string>>& mounts,
+                                    bool read_only);
+  Result<ArtifactInfo> store(const docker::Enclave& e, std::string_view name, std::string_view tgz);
+  Status load_archive_bytes(std::string_view bytes, std::string_view what);
+};
+
+}  // namespace modhost::backend

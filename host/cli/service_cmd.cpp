@@ -1,0 +1,444 @@
+// `modhost service add|ls|inspect|rm|stop|start|restart|pause|unpause|kill|logs|exec|shell`.
+#include <boost/json.hpp>
+#include <charconv>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "cli/cli.hpp"
+#include "cli/views.hpp"
+#include "engine/engine.hpp"
+
+namespace modhost::cli {
+
+Result<PortSpec> parse_port_spec(std::string_view text) {
+  auto bad = [&](const std::string& why) {
+    return Error(ErrorCode::invalid_argument, "invalid port spec '" + std::string(text) + "': " + why +
+                                                  " (expected NAME=NUMBER[/tcp|udp|sctp])");
+  };
+  auto eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0) return bad("no name");
+  PortSpec p;
+  p.name = std::string(text.substr(0, eq));
+  std::string_view rest = text.substr(eq + 1);
+  auto slash = rest.find('/');
+  std::string_view number = rest.substr(0, slash);
+  if (slash != std::string_view::npos) p.protocol = std::string(rest.substr(slash + 1));
+  if (p.protocol != "tcp" && p.protocol != "udp" && p.protocol != "sctp") return bad("unknown protocol");
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+  if (ec != std::errc() || ptr != number.data() + number.size() || value == 0 || value > 65535) {
+    return bad("port number must be 1 to 65535");
+  }
+  p.number = static_cast<std::uint16_t>(value);
+  return p;
+}
+
+Result<std::uint64_t> parse_memory(std::string_view text) {
+  std::uint64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  std::string_view unit(ptr, static_cast<size_t>(text.data() + text.size() - ptr));
+  std::uint64_t mult = 0;
+  if (unit.empty() || unit == "b")
+    mult = 1;
+  else if (unit == "k" || unit == "K")
+    mult = 1ull << 10;
+  else if (unit == "m" || unit == "M")
+    mult = 1ull << 20;
+  else if (unit == "g" || unit == "G")
+    mult = 1ull << 30;
+  if (ec != std::errc() || mult == 0 || value == 0) {
+    return Error(ErrorCode::invalid_argument,
+                 "invalid memory '" + std::string(text) + "': use e.g. 64m or 1g");
+  }
+  return value * mult;
+}
+
+Result<backend::ReadinessCheck> parse_wait_spec(std::string_view text) {
+  backend::ReadinessCheck c;
+  auto colon = text.find(':');
+  std::string_view kind = text.substr(0, colon);
+  std::string_view arg = colon == std::string_view::npos ? std::string_view() : text.substr(colon + 1);
+  auto bad = [&] {
+    return Error(ErrorCode::invalid_argument, "invalid wait spec '" + std::string(text) +
+                                                  "': use tcp:PORT, http:PORT/PATH or exec:COMMAND");
+  };
+  if (arg.empty()) return bad();
+  if (kind == "tcp") {
+    c.kind = backend::ReadinessCheck::Kind::tcp;
+    c.port = std::string(arg);
+  } else if (kind == "http") {
+    c.kind = backend::ReadinessCheck::Kind::http;
+    auto slash = arg.find('/');
+    c.port = std::string(arg.substr(0, slash));
+    c.path = slash == std::string_view::npos ? "/" : std::string(arg.substr(slash));
+    if (c.port.empty()) return bad();
+  } else if (kind == "exec") {
+    c.kind = backend::ReadinessCheck::Kind::exec;
+    std::istringstream words{std::string(arg)};
+    for (std::string w; words >> w;) c.command.push_back(w);
+  } else {
+    return bad();
+  }
+  return c;
+}
+
+namespace {
+
+struct AddArgs {
+  std::string enclave, name, image;
+  std::vector<std::string> cmd, entrypoint, env, ports, files, labels;
+  double cpus = 0;
+  std::string memory;
+  std::string wait;
+  int wait_status = 200;
+  std::string wait_body;
+  std::string wait_initial_delay = "0ms", wait_interval = "500ms", wait_timeout = "2s";
+  int wait_retries = 60;
+};
+
+// Resolves ENCLAVE (id, prefix or name) to its id.
+Result<std::string> enclave_id(backend::Backend& b, const std::string& ref) {
+  MODHOST_ASSIGN_OR_RETURN(backend::EnclaveInfo e, b.find_enclave(ref));
+  return e.id;
+}
+
+Result<ServiceConfig> build_config(const AddArgs& a) {
+  ServiceConfig c;
+  c.name = a.name;
+  c.image = a.image;
+  c.entrypoint = a.entrypoint;
+  c.cmd = a.cmd;
+  c.cpus = a.cpus;
+  if (a.cpus < 0) return Error(ErrorCode::invalid_argument, "--cpu must not be negative");
+  for (const auto& e : a.env) {
+    MODHOST_ASSIGN_OR_RETURN(auto kv, parse_key_value(e, "--env"));
+    c.env[kv.first] = kv.second;
+  }
+  for (const auto& l : a.labels) {
+    MODHOST_ASSIGN_OR_RETURN(auto kv, parse_key_value(l, "--label"));
+    c.labels[kv.first] = kv.second;
+  }
+  for (const auto& p : a.ports) {
+    MODHOST_ASSIGN_OR_RETURN(PortSpec spec, parse_port_spec(p));
+    for (const auto& other : c.ports) {
+      if (other.name == spec.name)
+        return Error(ErrorCode::invalid_argument, "port name '" + spec.name + "' is used twice");
+    }
+    c.ports.push_back(spec);
+  }
+  for (const auto& f : a.files) {
+    auto colon = f.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 >= f.size() || f[colon + 1] != '/') {
+      return Error(ErrorCode::invalid_argument,
+                   "invalid --files '" + f + "': expected ARTIFACT:/absolute/path");
+    }
+    c.files.push_back({f.substr(0, colon), f.substr(colon + 1)});
+  }
+  if (!a.memory.empty()) {
+    MODHOST_ASSIGN_OR_RETURN(c.memory_bytes, parse_memory(a.memory));
+  }
+  return c;
+}
+
+Result<backend::ReadinessCheck> build_wait(const AddArgs& a) {
+  MODHOST_ASSIGN_OR_RETURN(backend::ReadinessCheck c, parse_wait_spec(a.wait));
+  c.expected_status = a.wait_status;
+  c.body_contains = a.wait_body;
+  MODHOST_ASSIGN_OR_RETURN(c.initial_delay, parse_duration(a.wait_initial_delay, /*allow_zero=*/true));
+  MODHOST_ASSIGN_OR_RETURN(c.interval, parse_duration(a.wait_interval));
+  MODHOST_ASSIGN_OR_RETURN(c.timeout, parse_duration(a.wait_timeout));
+  if (a.wait_retries < 1) return Error(ErrorCode::invalid_argument, "--wait-retries must be at least 1");
+  c.retries = a.wait_retries;
+  return c;
+}
+
+int run_add(const GlobalOptions& g, const AddArgs& a) {
+  auto config = build_config(a);
+  if (!config.ok()) return fail(g, config.error());
+  std::optional<backend::ReadinessCheck> wait;
+  if (!a.wait.empty()) {
+    auto w = build_wait(a);
+    if (!w.ok()) return fail(g, w.error());
+    wait = w.value();
+  }
+  auto b = get_backend(g);
+  if (!b.ok()) return fail(g, b.error());
+  auto id = enclave_id(*b.value(), a.enclave);
+  if (!id.ok()) return fail(g, id.error());
+  progress(g, "Adding service '" + a.name + "' (" + a.image + ")...");
+  auto s = b.value()->add_service(id.value(), config.value());
+  if (!s.ok()) return fail(g, s.error());
+  if (wait) {
+    progress(g, "Waiting for service '" + a.name + "' to be ready (" + a.wait + ")...");
+    if (auto r = b.value()->wait_ready(id.value(), a.name, *wait); !r.ok()) {
+      // A service that never became ready is not left half-started.
+      (void)b.value()->remove_service(id.value(), a.name);
+      return fail(g, r.error().context("service '" + a.name + "' was removed"));
+    }
+  }
+  if (g.json()) {
+    print_json(to_json(s.value()));
+  } else {
+    std::printf("Service '%s' added (%s), IP %s\n", s->name.c_str(), s->id.substr(0, 12).c_str(),
+                s->ip.c_str());
+    for (const auto& p : s->ports) std::printf("  %s\n", format_port(p).c_str());
+  }
+  return kExitOk;
+}
+
+void print_service(const ServiceInfo& s) {
+  std::printf("Name:      %s\nUUID:      %s\nImage:     %s\nStatus:    %s\nIP:        %s\n", s.name.c_str(),
+              s.id.c_str(), s.image.c_str(), status_name(s.status), s.ip.c_str());
+  if (s.exit_code) std::printf("Exit code: %d\n", *s.exit_code);
+  std::printf("Ports:\n");
+  for (const auto& p : s.ports) std::printf("  %s\n", format_port(p).c_str());
+  std::printf("Labels:\n");
+  for (const auto& [k, v] : s.labels) std::printf("  %s=%s\n", k.c_str(), v.c_str());
+}
+
+struct Target {
+  std::string enclave, name;
+};
+
+// Runs `action` on one service and reports "<verb> service 'x'".
+template <typename F>
+int run_on_service(const GlobalOptions& g, const Target& t, const char* verb, F action) {
+  auto b = get_backend(g);
+  if (!b.ok()) return fail(g, b.error());
+  auto id = enclave_id(*b.value(), t.enclave);
+  if (!id.ok()) return fail(g, id.error());
+  if (Status s = action(*b.value(), id.value()); !s.ok()) return fail(g, s.error());
+  if (g.json())
+    print_json(boost::json::object{{"service", t.name}, {"action", verb}});
+  else
+    std::printf("%s service '%s'\n", verb, t.name.c_str());
+  return kExitOk;
+}
+
+int parse_signal(const std::string& s) {
+  static const std::pair<const char*, int> names[] = {
+      {"KILL", SIGKILL}, {"TERM", SIGTERM}, {"INT", SIGINT},   {"HUP", SIGHUP},  {"QUIT", SIGQUIT},
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"STOP", SIGSTOP}, {"CONT", SIGCONT}};
+  std::string upper;
+  for (char c : s) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (upper.rfind("SIG", 0) == 0) upper = upper.substr(3);
+  for (const auto& [n, v] : names) {
+    if (upper == n) return v;
+  }
+  int v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && ptr == s.data() + s.size() && v > 0 && v < 65 ? v : -1;
+}
+
+}  // namespace
+
+void add_service_commands(CLI::App& app, GlobalOptions& g) {
+  CLI::App* service = app.add_subcommand("service", "Add, inspect and control the services of an enclave");
+  service->require_subcommand(1);
+
+  auto a = std::make_shared<AddArgs>();
+  CLI::App* add =
+      service->add_subcommand("add", "Start a service in an enclave: ENCLAVE NAME IMAGE [-- CMD...]");
+  add->add_option("enclave", a->enclave, "Enclave UUID, UUID prefix or name")->required();
+  add->add_option("name", a->name, "Service name, unique in the enclave; other services reach it by it")
+      ->required();
+  add->add_option("image", a->image, "Image (load one with 'modhost image pack' or 'modhost image load')")
+      ->required();
+  add->add_option("cmd", a->cmd, "Command (after --)");
+  add->add_option("--entrypoint", a->entrypoint, "Entrypoint, replacing the image's")->expected(1);
+  add->add_option("--env,-e", a->env, "Environment variable KEY=VALUE (repeatable)");
+  add->add_option("--ports,-p", a->ports, "Port NAME=NUMBER[/tcp|udp], published on 127.0.0.1 (repeatable)");
+  add->add_option("--files", a->files, "Mount files artifact ARTIFACT:/path read-only (repeatable)");
+  add->add_option("--cpu", a->cpus, "CPU limit in cores, e.g. 0.5");
+  add->add_option("--memory", a->memory, "Memory limit, e.g. 256m");
+  add->add_option("--label", a->labels, "Label KEY=VALUE (repeatable)");
+  add->add_option("--wait", a->wait,
+                  "Wait until ready: tcp:PORT, http:PORT/PATH or exec:COMMAND (PORT: name or number)");
+  add->add_option("--wait-status", a->wait_status, "HTTP status that means ready")->capture_default_str();
+  add->add_option("--wait-body", a->wait_body, "Text the HTTP body must contain");
+  add->add_option("--wait-initial-delay", a->wait_initial_delay, "Delay before the first probe")
+      ->capture_default_str();
+  add->add_option("--wait-retries", a->wait_retries, "Probes before giving up")->capture_default_str();
+  add->add_option("--wait-interval", a->wait_interval, "Time between probes")->capture_default_str();
+  add->add_option("--wait-timeout", a->wait_timeout, "Timeout of one probe")->capture_default_str();
+  add->callback([&g, a] { g_exit_code = run_add(g, *a); });
+
+  auto enclave = std::make_shared<std::string>();
+  CLI::App* ls = service->add_subcommand("ls", "List the services of an enclave");
+  ls->add_option("enclave", *enclave, "Enclave UUID, UUID prefix or name")->required();
+  ls->callback([&g, enclave] {
+    auto b = get_backend(g);
+    if (!b.ok()) return void(g_exit_code = fail(g, b.error()));
+    auto id = enclave_id(*b.value(), *enclave);
+    if (!id.ok()) return void(g_exit_code = fail(g, id.error()));
+    auto list = b.value()->list_services(id.value());
+    if (!list.ok()) return void(g_exit_code = fail(g, list.error()));
+    // Module containers are listed by 'enclave inspect', not here.
+    std::erase_if(list.value(), [](const ServiceInfo& s) {
+      auto k = s.labels.find(backend::kLabelKind);
+      return k != s.labels.end() && k->second == "module";
+    });
+    if (g.json()) {
+      boost::json::array arr;
+      for (const auto& s : list.value()) arr.push_back(to_json(s));
+      print_json(boost::json::object{{"services", arr}});
+      return;
+    }
+    Table t({"UUID", "NAME", "STATUS", "IP", "PORTS"});
+    for (const auto& s : list.value()) {
+      std::string ports;
+      for (const auto& p : s.ports) ports += (ports.empty() ? "" : ", ") + format_port(p);
+      t.row({s.id.substr(0, 12), s.name, status_name(s.status), s.ip, ports.empty() ? "<none>" : ports});
+    }
+    t.print();
+  });
+
+  auto target = std::make_shared<Target>();
+  auto add_target = [target](CLI::App* c) {
+    c->add_option("enclave", target->enclave, "Enclave UUID, UUID prefix or name")->required();
+    c->add_option("service", target->name, "Service name")->required();
+  };
+
+  CLI::App* inspect = service->add_subcommand("inspect", "Show a service: status, IP, ports, labels");
+  add_target(inspect);
+  inspect->callback([&g, target] {
+    auto b = get_backend(g);
+    if (!b.ok()) return void(g_exit_code = fail(g, b.error()));
+    auto id = enclave_id(*b.value(), target->enclave);
+    if (!id.ok()) return void(g_exit_code = fail(g, id.error()));
+    auto s = b.value()->inspect_service(id.value(), target->name);
+    if (!s.ok()) return void(g_exit_code = fail(g, s.error()));
+    if (g.json())
+      print_json(to_json(s.value()));
+    else
+      print_service(s.value());
+  });
+
+  struct Simple {
+    const char* verb;
+    const char* help;
+    const char* done;
+    Status (*action)(backend::Backend&, const std::string&, const std::string&);
+  };
+  static const Simple simple[] = {
+      {"rm", "Remove a service (stopping it first)", "Removed",
+       [](backend::Backend& b, const std::string& e, const std::string& n) {
+         return b.remove_service(e, n);
+       }},
+      {"start", "Start a stopped service", "Started",
+       [](backend::Backend& b, const std::string& e, const std::string& n) { return b.start_service(e, n); }},
+      {"restart", "Restart a service", "Restarted",
+       [](backend::Backend& b, const std::string& e, const std::string& n) {
+         return b.restart_service(e, n);
+       }},
+      {"pause", "Freeze every process of a service", "Paused",
+       [](backend::Backend& b, const std::string& e, const std::string& n) { return b.pause_service(e, n); }},
+      {"unpause", "Thaw a paused service", "Unpaused",
+       [](backend::Backend& b, const std::string& e, const std::string& n) {
+         return b.unpause_service(e, n);
+       }},
+  };
+  for (const Simple& s : simple) {
+    CLI::App* c = service->add_subcommand(s.verb, s.help);
+    add_target(c);
+    c->callback([&g, target, &s] {
+      g_exit_code = run_on_service(g, *target, s.done, [&](backend::Backend& b, const std::string& id) {
+        return s.action(b, id, target->name);
+      });
+    });
+  }
+
+  auto grace = std::make_shared<int>(10);
+  CLI::App* stop =
+      service->add_subcommand("stop", "Stop a service: SIGTERM, then SIGKILL after the grace period");
+  add_target(stop);
+  stop->add_option("--grace,-t", *grace, "Seconds between SIGTERM and SIGKILL")->capture_default_str();
+  stop->callback([&g, target, grace] {
+    g_exit_code = run_on_service(g, *target, "Stopped", [&](backend::Backend& b, const std::string& id) {
+      return b.stop_service(id, target->name, *grace);
+    });
+  });
+
+  auto signal = std::make_shared<std::string>("KILL");
+  CLI::App* kill = service->add_subcommand("kill", "Send a signal to a service's main process");
+  add_target(kill);
+  kill->add_option("--signal,-s", *signal, "Signal name or number")->capture_default_str();
+  kill->callback([&g, target, signal] {
+    int sig = parse_signal(*signal);
+    if (sig < 0) {
+      g_exit_code = fail(g, Error(ErrorCode::invalid_argument,
+                                  "unknown signal '" + *signal + "': use e.g. KILL, TERM or 9"));
+      return;
+    }
+    g_exit_code = run_on_service(g, *target, "Signalled", [&](backend::Backend& b, const std::string& id) {
+      return b.kill_service(id, target->name, sig);
+    });
+  });
+
+  auto follow = std::make_shared<bool>(false);
+  CLI::App* logs = service->add_subcommand("logs", "Print a service's output");
+  add_target(logs);
+  logs->add_flag("--follow,-f", *follow, "Keep printing until the service ends or Ctrl-C");
+  logs->callback([&g, target, follow] {
+    auto b = get_backend(g);
+    if (!b.ok()) return void(g_exit_code = fail(g, b.error()));
+    auto id = enclave_id(*b.value(), target->enclave);
+    if (!id.ok()) return void(g_exit_code = fail(g, id.error()));
+    Status s = b.value()->logs(id.value(), target->name, *follow, [](std::string_view chunk) {
+      std::fwrite(chunk.data(), 1, chunk.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    });
+    if (!s.ok()) g_exit_code = fail(g, s.error());
+  });
+
+  auto argv = std::make_shared<std::vector<std::string>>();
+  CLI::App* exec = service->add_subcommand("exec", "Run a command in a service: ENCLAVE NAME -- ARGV...");
+  add_target(exec);
+  exec->add_option("argv", *argv, "Command and arguments (after --)")->required();
+  exec->callback([&g, target, argv] {
+    auto b = get_backend(g);
+    if (!b.ok()) return void(g_exit_code = fail(g, b.error()));
+    auto id = enclave_id(*b.value(), target->enclave);
+    if (!id.ok()) return void(g_exit_code = fail(g, id.error()));
+    auto r = b.value()->exec(id.value(), target->name, *argv);
+    if (!r.ok()) return void(g_exit_code = fail(g, r.error()));
+    if (g.json()) {
+      print_json(boost::json::object{{"exitCode", r->exit_code}, {"output", r->output}});
+    } else {
+      std::fwrite(r->output.data(), 1, r->output.size(), stdout);
+    }
+    // The command's own exit code, as `docker exec` does.
+    g_exit_code = r->exit_code;
+  });
+
+  CLI::App* shell = service->add_subcommand(
+      "shell", "A line-oriented shell in a service: each line you type runs as 'sh -c LINE' (Ctrl-D ends)");
+  add_target(shell);
+  shell->callback([&g, target] {
+    auto b = get_backend(g);
+    if (!b.ok()) return void(g_exit_code = fail(g, b.error()));
+    auto id = enclave_id(*b.value(), target->enclave);
+    if (!id.ok()) return void(g_exit_code = fail(g, id.error()));
+    auto s = b.value()->inspect_service(id.value(), target->name);
+    if (!s.ok()) return void(g_exit_code = fail(g, s.error()));
+    std::string line;
+    while (true) {
+      std::fprintf(stderr, "%s$ ", target->name.c_str());
+      if (!std::getline(std::cin, line)) break;
+      if (line.empty()) continue;
+      auto r = b.value()->exec(id.value(), target->name, {"sh", "-c", line});
+      if (!r.ok()) {
+        std::fprintf(stderr, "error: %s\n", r.error().message().c_str());
+        continue;
+      }
+      std::fwrite(r->output.data(), 1, r->output.size(), stdout);
+      std::fflush(stdout);
+    }
+    std::fprintf(stderr, "\n");
+  });
+}
+
+}  // namespace modhost::cli

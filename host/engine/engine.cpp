@@ -1,0 +1,123 @@
+#include "engine/engine.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+
+#include "backends/docker/docker_backend.hpp"
+#include "engine/logging.hpp"
+
+namespace modhost::engine {
+namespace {
+
+// The same operations a module has in-process and over the enclave API,
+// each bound to one enclave.
+class BackendEnclaveContext final : public EnclaveContext {
+ public:
+  BackendEnclaveContext(backend::Backend& b, std::string enclave_id, std::string module_name)
+      : backend_(b), enclave_id_(std::move(enclave_id)), log_(logger("module." + module_name)) {}
+
+  std::string enclave_id() const override { return enclave_id_; }
+
+  void log(LogLevel level, std::string_view message) override {
+    switch (level) {
+      case LogLevel::trace:
+        log_->trace("{}", message);
+        break;
+      case LogLevel::debug:
+        log_->debug("{}", message);
+        break;
+      case LogLevel::info:
+        log_->info("{}", message);
+        break;
+      case LogLevel::warn:
+        log_->warn("{}", message);
+        break;
+      case LogLevel::error:
+        log_->error("{}", message);
+        break;
+    }
+  }
+
+  Result<ServiceInfo> add_service(const ServiceConfig& config) override {
+    return backend_.add_service(enclave_id_, config);
+  }
+  Status remove_service(std::string_view name) override { return backend_.remove_service(enclave_id_, name); }
+  Result<std::vector<ServiceInfo>> list_services() override { return backend_.list_services(enclave_id_); }
+  Result<ServiceInfo> inspect_service(std::string_view name) override {
+    return backend_.inspect_service(enclave_id_, name);
+  }
+  Result<ExecResult> exec(std::string_view service, const std::vector<std::string>& argv) override {
+    return backend_.exec(enclave_id_, service, argv);
+  }
+  Status stop_service(std::string_view name, int grace_seconds) override {
+    return backend_.stop_service(enclave_id_, name, grace_seconds);
+  }
+  Status start_service(std::string_view name) override { return backend_.start_service(enclave_id_, name); }
+  Status restart_service(std::string_view name) override {
+    return backend_.restart_service(enclave_id_, name);
+  }
+  Status pause_service(std::string_view name) override { return backend_.pause_service(enclave_id_, name); }
+  Status unpause_service(std::string_view name) override {
+    return backend_.unpause_service(enclave_id_, name);
+  }
+  Status kill_service(std::string_view name, int signal) override {
+    return backend_.kill_service(enclave_id_, name, signal);
+  }
+  Result<std::string> service_logs(std::string_view name) override {
+    std::string out;
+    MODHOST_TRY(backend_.logs(enclave_id_, name, false, [&](std::string_view chunk) {
+      out.append(chunk);
+      return true;
+    }));
+    return out;
+  }
+
+ private:
+  backend::Backend& backend_;
+  std::string enclave_id_;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+}  // namespace
+
+Engine::Engine(EngineOptions options) : options_(std::move(options)) {}
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
+  if (options.backend != "auto" && options.backend != "docker") {
+    return Error(ErrorCode::invalid_argument,
+                 "unknown backend '" + options.backend + "': use auto or docker");
+  }
+  return std::unique_ptr<Engine>(new Engine(options));
+}
+
+Result<backend::Backend*> Engine::backend() {
+  if (backend_) return backend_.get();
+  backend::DockerOptions docker;
+  docker.host = options_.docker_host;
+  // Confines this engine to resources labelled with the scope: test suites
+  // sharing one Docker engine stay out of each other's way.
+  if (const char* scope = std::getenv("MODHOST_SCOPE"); scope && *scope) docker.scope = scope;
+  MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<backend::DockerBackend> d, backend::DockerBackend::create(docker));
+  Status ping = d->ping();
+  if (!ping.ok()) {
+    // The only backend there is today; say how to get it.
+    return Error(ErrorCode::unavailable, "no container backend is available: " + ping.error().message());
+  }
+  logger("engine")->debug("using the Docker backend at {}", d->host());
+  backend_ = std::move(d);
+  return backend_.get();
+}
+
+Result<backend::EnclaveInfo> Engine::find_enclave(std::string_view id_or_name) {
+  MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, backend());
+  return b->find_enclave(id_or_name);
+}
+
+std::unique_ptr<EnclaveContext> Engine::enclave_context(const std::string& enclave_id,
+                                                        const std::string& module_name) {
+  return std::make_unique<BackendEnclaveContext>(*backend_, enclave_id, module_name);
+}
+
+}  // namespace modhost::engine

@@ -1,0 +1,46 @@
+// The engine: resolves the container backend and hands modules a context on
+// their enclave. Front ends (the CLI, later the daemon) sit on top of it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "backends/backend.hpp"
+#include "modhost/enclave_context.hpp"
+
+namespace modhost::engine {
+
+struct EngineOptions {
+  // "auto" (Docker when its socket answers), or "docker".
+  std::string backend = "auto";
+  // Docker engine address; empty: $DOCKER_HOST, else unix:///var/run/docker.sock.
+  std::string docker_host;
+};
+
+class Engine {
+ public:
+  // No I/O: the backend is resolved on first use.
+  static Result<std::unique_ptr<Engine>> create(const EngineOptions& options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // The backend, connected. A failure names every backend tried and how to
+  // make one available.
+  Result<backend::Backend*> backend();
+
+  // An enclave by id, id prefix or name.
+  Result<backend::EnclaveInfo> find_enclave(std::string_view id_or_name);
+
+  // What a module sees of its enclave: every operation is scoped to it.
+  std::unique_ptr<EnclaveContext> enclave_context(const std::string& enclave_id,
+                                                  const std::string& module_name);
+
+ private:
+  explicit Engine(EngineOptions options);
+  EngineOptions options_;
+  std::unique_ptr<backend::Backend> backend_;
+};
+
+}  // namespace modhost::engine

@@ -1,0 +1,135 @@
+#include "modhost/enclave_client.hpp"
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdio>
+
+#include "enclave_api.grpc.pb.h"
+#include "enclave_convert.hpp"
+
+namespace modhost {
+namespace {
+
+using google::protobuf::Empty;
+
+class GrpcEnclaveContext final : public EnclaveContext {
+ public:
+  GrpcEnclaveContext(std::shared_ptr<grpc::Channel> channel, std::string enclave_id)
+      : stub_(enclave_api::EnclaveService::NewStub(std::move(channel))), enclave_id_(std::move(enclave_id)) {}
+
+  std::string enclave_id() const override { return enclave_id_; }
+
+  void log(LogLevel level, std::string_view message) override {
+    static const char* words[] = {"trace", "debug", "info", "warn", "error"};
+    enclave_api::LogArgs args;
+    args.set_level(words[static_cast<int>(level)]);
+    args.set_message(std::string(message));
+    Empty out;
+    grpc::ClientContext ctx;
+    if (!stub_->Log(&ctx, args, &out).ok()) {
+      // The host is gone: stderr is the last place left to say it.
+      std::fprintf(stderr, "%s: %.*s\n", words[static_cast<int>(level)], static_cast<int>(message.size()),
+                   message.data());
+    }
+  }
+
+  Result<ServiceInfo> add_service(const ServiceConfig& config) override {
+    enclave_api::AddServiceArgs args;
+    convert::to_proto(config, &args);
+    enclave_api::ServiceInfo out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->AddService(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    return convert::from_proto(out);
+  }
+
+  Status remove_service(std::string_view name) override { return call_ref(&Stub::RemoveService, name); }
+
+  Result<std::vector<ServiceInfo>> list_services() override {
+    Empty in;
+    enclave_api::ListServicesResponse out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->ListServices(&ctx, in, &out); !s.ok()) return convert::to_error(s);
+    std::vector<ServiceInfo> v;
+    for (const auto& i : out.services()) v.push_back(convert::from_proto(i));
+    return v;
+  }
+
+  Result<ServiceInfo> inspect_service(std::string_view name) override {
+    enclave_api::ServiceRef ref;
+    ref.set_name(std::string(name));
+    enclave_api::ServiceInfo out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->InspectService(&ctx, ref, &out); !s.ok()) return convert::to_error(s);
+    return convert::from_proto(out);
+  }
+
+  Result<ExecResult> exec(std::string_view service, const std::vector<std::string>& argv) override {
+    enclave_api::ExecArgs args;
+    args.set_service(std::string(service));
+    for (const auto& a : argv) args.add_argv(a);
+    enclave_api::ExecResponse out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->Exec(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    return ExecResult{out.exit_code(), out.output()};
+  }
+
+  Status stop_service(std::string_view name, int grace_seconds) override {
+    enclave_api::StopServiceArgs args;
+    args.set_name(std::string(name));
+    args.set_grace_seconds(grace_seconds);
+    Empty out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->StopService(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    return ok_status();
+  }
+
+  Status start_service(std::string_view name) override { return call_ref(&Stub::StartService, name); }
+  Status restart_service(std::string_view name) override { return call_ref(&Stub::RestartService, name); }
+  Status pause_service(std::string_view name) override { return call_ref(&Stub::PauseService, name); }
+  Status unpause_service(std::string_view name) override { return call_ref(&Stub::UnpauseService, name); }
+
+  Status kill_service(std::string_view name, int signal) override {
+    enclave_api::KillServiceArgs args;
+    args.set_name(std::string(name));
+    args.set_signal(signal);
+    Empty out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->KillService(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    return ok_status();
+  }
+
+  Result<std::string> service_logs(std::string_view name) override {
+    enclave_api::ServiceRef ref;
+    ref.set_name(std::string(name));
+    enclave_api::ServiceLogsResponse out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->ServiceLogs(&ctx, ref, &out); !s.ok()) return convert::to_error(s);
+    return out.logs();
+  }
+
+ private:
+  using Stub = enclave_api::EnclaveService::Stub;
+  using RefCall = grpc::Status (Stub::*)(grpc::ClientContext*, const enclave_api::ServiceRef&, Empty*);
+
+  Status call_ref(RefCall call, std::string_view name) {
+    enclave_api::ServiceRef ref;
+    ref.set_name(std::string(name));
+    Empty out;
+    grpc::ClientContext ctx;
+    if (auto s = ((*stub_).*call)(&ctx, ref, &out); !s.ok()) return convert::to_error(s);
+    return ok_status();
+  }
+
+  std::unique_ptr<Stub> stub_;
+  std::string enclave_id_;
+};
+
+}  // namespace
+
+std::unique_ptr<EnclaveContext> connect_enclave(const std::string& address, const std::string& enclave_id) {
+  std::string target = address.rfind("unix:", 0) == 0 ? address : "unix:" + address;
+  return std::make_unique<GrpcEnclaveContext>(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()),
+                                              enclave_id);
+}
+
+}  // namespace modhost

@@ -1,0 +1,182 @@
+#include "enclave_convert.hpp"
+
+namespace modhost::convert {
+
+grpc::Status to_status(const Error& e) {
+  grpc::StatusCode code = grpc::StatusCode::UNKNOWN;
+  switch (e.code()) {
+    case ErrorCode::invalid_argument:
+      code = grpc::StatusCode::INVALID_ARGUMENT;
+      break;
+    case ErrorCode::not_found:
+      code = grpc::StatusCode::NOT_FOUND;
+      break;
+    case ErrorCode::already_exists:
+      code = grpc::StatusCode::ALREADY_EXISTS;
+      break;
+    case ErrorCode::failed_precondition:
+      code = grpc::StatusCode::FAILED_PRECONDITION;
+      break;
+    case ErrorCode::unavailable:
+      code = grpc::StatusCode::UNAVAILABLE;
+      break;
+    case ErrorCode::timeout:
+      code = grpc::StatusCode::DEADLINE_EXCEEDED;
+      break;
+    case ErrorCode::cancelled:
+      code = grpc::StatusCode::CANCELLED;
+      break;
+    case ErrorCode::internal:
+      code = grpc::StatusCode::INTERNAL;
+      break;
+    case ErrorCode::abi_mismatch:
+    case ErrorCode::module_failed:
+    case ErrorCode::crashed:
+      code = grpc::StatusCode::UNKNOWN;
+      break;
+  }
+  return grpc::Status(code, e.message());
+}
+
+Error to_error(const grpc::Status& s) {
+  ErrorCode code = ErrorCode::module_failed;
+  switch (s.error_code()) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      code = ErrorCode::invalid_argument;
+      break;
+    case grpc::StatusCode::NOT_FOUND:
+      code = ErrorCode::not_found;
+      break;
+    case grpc::StatusCode::ALREADY_EXISTS:
+      code = ErrorCode::already_exists;
+      break;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      code = ErrorCode::failed_precondition;
+      break;
+    case grpc::StatusCode::UNAVAILABLE:
+      code = ErrorCode::unavailable;
+      break;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      code = ErrorCode::timeout;
+      break;
+    case grpc::StatusCode::CANCELLED:
+      code = ErrorCode::cancelled;
+      break;
+    case grpc::StatusCode::INTERNAL:
+      code = ErrorCode::internal;
+      break;
+    default:
+      break;
+  }
+  return Error(code, s.error_message());
+}
+
+const char* status_word(ServiceStatus s) {
+  switch (s) {
+    case ServiceStatus::created:
+      return "created";
+    case ServiceStatus::running:
+      return "running";
+    case ServiceStatus::paused:
+      return "paused";
+    case ServiceStatus::stopped:
+      return "stopped";
+    case ServiceStatus::exited:
+      return "exited";
+    case ServiceStatus::unknown:
+      return "unknown";
+  }
+  return "unknown";
+}
+
+ServiceStatus status_from_word(const std::string& s) {
+  for (ServiceStatus v : {ServiceStatus::created, ServiceStatus::running, ServiceStatus::paused,
+                          ServiceStatus::stopped, ServiceStatus::exited}) {
+    if (s == status_word(v)) return v;
+  }
+  return ServiceStatus::unknown;
+}
+
+namespace {
+
+void port_to_proto(const PortSpec& p, enclave_api::Port* out) {
+  out->set_name(p.name);
+  out->set_number(p.number);
+  out->set_protocol(p.protocol);
+}
+
+PortSpec port_from_proto(const enclave_api::Port& p) {
+  return PortSpec{p.name(), static_cast<std::uint16_t>(p.number()),
+                  p.protocol().empty() ? "tcp" : p.protocol()};
+}
+
+}  // namespace
+
+void to_proto(const ServiceConfig& in, enclave_api::AddServiceArgs* out) {
+  out->set_name(in.name);
+  out->set_image(in.image);
+  for (const auto& e : in.entrypoint) out->add_entrypoint(e);
+  for (const auto& c : in.cmd) out->add_cmd(c);
+  for (const auto& [k, v] : in.env) (*out->mutable_env())[k] = v;
+  for (const auto& p : in.ports) port_to_proto(p, out->add_ports());
+  for (const auto& f : in.files) {
+    auto* m = out->add_files();
+    m->set_artifact(f.artifact);
+    m->set_path(f.path);
+  }
+  out->set_cpus(in.cpus);
+  out->set_memory_bytes(in.memory_bytes);
+  for (const auto& [k, v] : in.labels) (*out->mutable_labels())[k] = v;
+}
+
+ServiceConfig from_proto(const enclave_api::AddServiceArgs& in) {
+  ServiceConfig c;
+  c.name = in.name();
+  c.image = in.image();
+  c.entrypoint.assign(in.entrypoint().begin(), in.entrypoint().end());
+  c.cmd.assign(in.cmd().begin(), in.cmd().end());
+  for (const auto& [k, v] : in.env()) c.env[k] = v;
+  for (const auto& p : in.ports()) c.ports.push_back(port_from_proto(p));
+  for (const auto& f : in.files()) c.files.push_back({f.artifact(), f.path()});
+  c.cpus = in.cpus();
+  c.memory_bytes = in.memory_bytes();
+  for (const auto& [k, v] : in.labels()) c.labels[k] = v;
+  return c;
+}
+
+void to_proto(const ServiceInfo& in, enclave_api::ServiceInfo* out) {
+  out->set_name(in.name);
+  out->set_id(in.id);
+  out->set_enclave_id(in.enclave_id);
+  out->set_image(in.image);
+  out->set_status(status_word(in.status));
+  out->set_ip(in.ip);
+  for (const auto& p : in.ports) {
+    auto* o = out->add_ports();
+    port_to_proto(p.port, o);
+    o->set_host_ip(p.host_ip);
+    o->set_host_port(p.host_port);
+  }
+  for (const auto& [k, v] : in.labels) (*out->mutable_labels())[k] = v;
+  out->set_has_exit_code(in.exit_code.has_value());
+  out->set_exit_code(in.exit_code.value_or(0));
+}
+
+ServiceInfo from_proto(const enclave_api::ServiceInfo& in) {
+  ServiceInfo s;
+  s.name = in.name();
+  s.id = in.id();
+  s.enclave_id = in.enclave_id();
+  s.image = in.image();
+  s.status = status_from_word(in.status());
+  s.ip = in.ip();
+  for (const auto& p : in.ports()) {
+    s.ports.push_back(
+        PublishedPort{port_from_proto(p), p.host_ip(), static_cast<std::uint16_t>(p.host_port())});
+  }
+  for (const auto& [k, v] : in.labels()) s.labels[k] = v;
+  if (in.has_exit_code()) s.exit_code = in.exit_code();
+  return s;
+}
+
+}  // namespace modhost::convert

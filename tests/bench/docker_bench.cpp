@@ -1,0 +1,181 @@
+// The Docker backend against raw Docker, side by side in one run:
+//   enclave add + rm       vs  docker network create + rm
+//   service add (running)  vs  docker run -d of the same image
+//   service add --wait     (to ready: HTTP answers), reported
+//   50 services, one call  parallel vs one by one
+//   engine RSS with 10 enclaves of 10 services
+// Prints medians and ratios. Usage: docker_bench [ROUNDS]
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/docker/docker_backend.hpp"
+#include "engine/batch.hpp"
+#include "engine/engine.hpp"
+#include "support/process_util.hpp"
+
+using modhost::test::run_command;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+const std::string kModhost = std::string(MODHOST_BIN_DIR) + "/modhost";
+const std::string kDocker = "/usr/bin/docker";
+const std::string kImage = "modhost/datastore:0.1.0";
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Milliseconds each round of `body` took.
+std::vector<double> rounds(int n, const std::function<void()>& body) {
+  std::vector<double> out;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = Clock::now();
+    body();
+    out.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  return out;
+}
+
+void must(const modhost::test::CommandResult& r, const char* what) {
+  if (r.exit_code != 0) {
+    std::fprintf(stderr, "%s failed (%d): %s%s\n", what, r.exit_code, r.out.c_str(), r.err.c_str());
+    std::exit(1);
+  }
+}
+
+void row(const char* what, double ours, double base) {
+  if (base > 0)
+    std::printf("| %-52s | %9.1f ms | %9.1f ms | %5.2fx |\n", what, ours, base, ours / base);
+  else
+    std::printf("| %-52s | %9.1f ms | %12s | %6s |\n", what, ours, "", "");
+}
+
+long rss_kb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int n = argc > 1 ? std::atoi(argv[1]) : 10;
+  std::string scope = "bench" + std::to_string(::getpid());
+  ::setenv("MODHOST_SCOPE", scope.c_str(), 1);
+  if (run_command({kDocker, "info"}).exit_code != 0) {
+    std::fprintf(stderr, "no Docker engine answers; start one with scripts/start-docker\n");
+    return 1;
+  }
+  must(run_command({kModhost, "image", "load", std::string(MODHOST_IMAGE_DIR) + "/modhost-datastore.tar"}),
+       "load");
+
+  std::printf("| what | modhost | raw docker | ratio |\n|---|---|---|---|\n");
+
+  // Enclave add + rm, both through their CLIs.
+  int i = 0;
+  auto ours = rounds(n, [&] {
+    std::string name = "b" + std::to_string(i++);
+    must(run_command({kModhost, "enclave", "add", "--name", name}), "enclave add");
+    must(run_command({kModhost, "enclave", "rm", name}), "enclave rm");
+  });
+  auto base = rounds(n, [&] {
+    std::string name = "modhost-raw-" + scope + "-" + std::to_string(i++);
+    must(run_command({kDocker, "network", "create", name}), "docker network create");
+    must(run_command({kDocker, "network", "rm", name}), "docker network rm");
+  });
+  row("enclave add + rm (CLI) vs docker network create + rm", median(ours), median(base));
+
+  // Service add to running, and to ready.
+  must(run_command({kModhost, "enclave", "add", "--name", "svc"}), "enclave add");
+  must(run_command({kDocker, "network", "create", "modhost-raw-" + scope}), "network");
+  ours = rounds(n, [&] {
+    std::string name = "s" + std::to_string(i++);
+    must(run_command({kModhost, "service", "add", "svc", name, kImage, "--ports", "http=1323"}),
+         "service add");
+  });
+  base = rounds(n, [&] {
+    std::string name = "modhost-raw-" + scope + "-" + std::to_string(i++);
+    must(run_command({kDocker, "run", "-d", "--name", name, "--network", "modhost-raw-" + scope, "-p",
+                      "127.0.0.1::1323", kImage}),
+         "docker run");
+  });
+  row("service add to running vs docker run -d", median(ours), median(base));
+  auto ready = rounds(n, [&] {
+    std::string name = "r" + std::to_string(i++);
+    must(run_command({kModhost, "service", "add", "svc", name, kImage, "--ports", "http=1323", "--wait",
+                      "http:http/health", "--wait-interval", "20ms"}),
+         "service add --wait");
+  });
+  row("service add to ready (HTTP /health answers)", median(ready), median(base));
+  run_command(
+      {"/bin/sh", "-c", "docker rm -f $(docker ps -aq --filter name=modhost-raw-" + scope + ") >/dev/null"});
+  run_command({kDocker, "network", "rm", "modhost-raw-" + scope});
+  must(run_command({kModhost, "clean", "--all"}), "clean");
+
+  // 50 services: one by one, then in parallel through the engine.
+  modhost::backend::DockerOptions o;
+  o.scope = scope;
+  auto backend = modhost::backend::DockerBackend::create(o);
+  auto& b = *backend.value();
+  auto e = b.create_enclave("fifty");
+  if (!e.ok()) return std::fprintf(stderr, "%s\n", e.error().message().c_str()), 1;
+  auto add_many = [&](const std::string& prefix, int parallel) {
+    std::vector<modhost::ServiceConfig> configs;
+    for (int k = 0; k < 50; ++k) {
+      modhost::ServiceConfig c;
+      c.name = prefix + std::to_string(k);
+      c.image = kImage;
+      configs.push_back(c);
+    }
+    auto t0 = Clock::now();
+    auto r = modhost::engine::add_services(b, e->id, configs, parallel);
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (!r.ok()) std::fprintf(stderr, "add_services: %s\n", r.error().message().c_str());
+    return ms;
+  };
+  double serial = add_many("a", 1);
+  double parallel = add_many("p", 8);
+  row("50 services, one call, 8 in parallel vs one by one", parallel, serial);
+
+  // Memory: the engine process holding 10 enclaves of 10 services.
+  long before = rss_kb();
+  std::vector<std::string> ids;
+  for (int k = 0; k < 10; ++k) {
+    auto en = b.create_enclave("mem" + std::to_string(k));
+    if (!en.ok()) break;
+    ids.push_back(en->id);
+    std::vector<modhost::ServiceConfig> configs;
+    for (int s = 0; s < 10; ++s) {
+      modhost::ServiceConfig c;
+      c.name = "s" + std::to_string(s);
+      c.image = kImage;
+      configs.push_back(c);
+    }
+    (void)modhost::engine::add_services(b, en->id, configs, 8);
+  }
+  for (const auto& id : ids) (void)b.list_services(id);
+  (void)b.list_enclaves();
+  std::printf("\nengine RSS: %ld KiB before, %ld KiB with 10 enclaves x 10 services (peak %ld KiB)\n", before,
+              rss_kb(), [] {
+                rusage ru{};
+                getrusage(RUSAGE_SELF, &ru);
+                return ru.ru_maxrss;
+              }());
+  auto cleaned = b.clean(true);
+  std::printf("cleaned %zu resources\n", cleaned.ok() ? cleaned->removed.size() : 0);
+  return 0;
+}

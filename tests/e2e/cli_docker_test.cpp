@@ -1,0 +1,287 @@
+// The enclave, service, files, image and clean verbs as a user runs them,
+// against a real Docker engine. Each test works in its own label scope
+// (MODHOST_SCOPE) and asserts, by listing labelled resources with the Docker
+// engine itself, that nothing of its own is left.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "support/process_util.hpp"
+
+using modhost::test::CommandResult;
+using modhost::test::run_command;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kModhost = std::string(MODHOST_BIN_DIR) + "/modhost";
+const std::string kDatastore = "modhost/datastore:0.1.0";
+const std::string kBusybox = "modhost/busybox:1";
+
+bool docker_answers() { return run_command({"/usr/bin/docker", "info"}).exit_code == 0; }
+
+// Resources of one label scope, as the Docker engine lists them.
+std::string labelled(const std::string& scope) {
+  std::string filter = "label=io.modhost.scope=" + scope;
+  std::string out;
+  out += run_command({"/usr/bin/docker", "ps", "-aq", "--filter", filter}).out;
+  out += run_command({"/usr/bin/docker", "network", "ls", "-q", "--filter", filter}).out;
+  out += run_command({"/usr/bin/docker", "volume", "ls", "-q", "--filter", filter}).out;
+  return out;
+}
+
+class CliDocker : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!docker_answers()) return;
+    // The images the project packs itself, loaded through the CLI.
+    for (const char* archive : {"modhost-datastore.tar", "modhost-busybox.tar"}) {
+      auto r = run_command({kModhost, "image", "load", std::string(MODHOST_IMAGE_DIR) + "/" + archive});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+  }
+
+  void SetUp() override {
+    if (!docker_answers()) GTEST_SKIP() << "no Docker engine answers (scripts/start-docker starts one)";
+    std::random_device rd;
+    scope_ = "clitest" + std::to_string(rd() % 1000000);
+    ::setenv("MODHOST_SCOPE", scope_.c_str(), 1);
+  }
+
+  void TearDown() override {
+    if (scope_.empty()) return;
+    auto r = mh({"clean", "--all"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(labelled(scope_), "") << "resources left behind in scope " << scope_;
+    ::unsetenv("MODHOST_SCOPE");
+  }
+
+  CommandResult mh(std::vector<std::string> args) {
+    args.insert(args.begin(), kModhost);
+    return run_command(args);
+  }
+
+  boost::json::value mh_json(std::vector<std::string> args) {
+    args.insert(args.begin(), {"-o", "json"});
+    auto r = mh(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+    boost::system::error_code ec;
+    auto v = boost::json::parse(r.out, ec);
+    EXPECT_FALSE(ec) << r.out;
+    return v;
+  }
+
+  // One line on stderr, the given exit code.
+  void expect_error(const CommandResult& r, int code, const std::string& needle) {
+    EXPECT_EQ(r.exit_code, code) << r.err;
+    auto pos = r.err.find("error: ");
+    ASSERT_NE(pos, std::string::npos) << r.err;
+    std::string line = r.err.substr(pos);
+    EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
+    EXPECT_NE(line.find(needle), std::string::npos) << line;
+  }
+
+  std::string scope_;
+};
+
+TEST_F(CliDocker, EnclaveLifecycle) {
+  auto added = mh_json({"enclave", "add", "--name", "e1"});
+  std::string id(added.at("id").as_string());
+  EXPECT_EQ(id.size(), 32u);
+  auto list = mh_json({"enclave", "ls"});
+  ASSERT_EQ(list.at("enclaves").as_array().size(), 1u);
+  EXPECT_EQ(list.at("enclaves").at(0).at("name").as_string(), "e1");
+
+  auto text = mh({"enclave", "ls"});
+  EXPECT_NE(text.out.find("UUID"), std::string::npos);
+  EXPECT_NE(text.out.find("CREATION TIME"), std::string::npos);
+  EXPECT_NE(text.out.find(id), std::string::npos);
+
+  // By name, by id and by id prefix.
+  EXPECT_EQ(mh_json({"enclave", "inspect", "e1"}).at("id").as_string(), id);
+  EXPECT_EQ(mh_json({"enclave", "inspect", id.substr(0, 8)}).at("name").as_string(), "e1");
+  expect_error(mh({"enclave", "add", "--name", "e1"}), 5, "e1");
+  EXPECT_EQ(mh({"enclave", "rm", "e1"}).exit_code, 0);
+  EXPECT_EQ(mh_json({"enclave", "ls"}).at("enclaves").as_array().size(), 0u);
+}
+
+TEST_F(CliDocker, ServicesPortsExecLogsAndLifecycle) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "svc"}).exit_code, 0);
+  auto db = mh_json({"service", "add", "svc", "db", kDatastore, "--ports", "http=1323/tcp", "--env",
+                     "MODE=test", "--label", "team=qa", "--wait", "http:http/health", "--wait-body", "ok"});
+  ASSERT_EQ(db.at("ports").as_array().size(), 1u);
+  EXPECT_EQ(db.at("ports").at(0).at("hostIp").as_string(), "127.0.0.1");
+  EXPECT_GT(db.at("ports").at(0).at("hostPort").as_int64(), 0);
+
+  // inspect shows the port as "http: 1323/tcp -> 127.0.0.1:PORT".
+  auto inspect = mh({"enclave", "inspect", "svc"});
+  std::string expected =
+      "http: 1323/tcp -> 127.0.0.1:" + std::to_string(db.at("ports").at(0).at("hostPort").as_int64());
+  EXPECT_NE(inspect.out.find(expected), std::string::npos) << inspect.out;
+
+  // A busybox service reaches db by name inside the enclave.
+  ASSERT_EQ(mh({"service", "add", "svc", "probe", kBusybox, "--", "sleep", "3600"}).exit_code, 0);
+  auto get = mh({"service", "exec", "svc", "probe", "--", "wget", "-q", "-O", "-", "http://db:1323/health"});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_NE(get.out.find("ok"), std::string::npos);
+  // exec passes on the command's exit code.
+  EXPECT_EQ(mh({"service", "exec", "svc", "probe", "--", "sh", "-c", "exit 3"}).exit_code, 3);
+
+  auto logs = mh({"service", "logs", "svc", "db"});
+  EXPECT_EQ(logs.exit_code, 0);
+  EXPECT_NE(logs.out.find("/health"), std::string::npos) << logs.out;
+
+  auto status = [&](const char* name) {
+    return std::string(mh_json({"service", "inspect", "svc", name}).at("status").as_string());
+  };
+  EXPECT_EQ(mh({"service", "pause", "svc", "db"}).exit_code, 0);
+  EXPECT_EQ(status("db"), "paused");
+  EXPECT_EQ(mh({"service", "unpause", "svc", "db"}).exit_code, 0);
+  EXPECT_EQ(status("db"), "running");
+  EXPECT_EQ(mh({"service", "stop", "svc", "db", "--grace", "2"}).exit_code, 0);
+  EXPECT_NE(status("db"), "running");
+  EXPECT_EQ(mh({"service", "start", "svc", "db"}).exit_code, 0);
+  EXPECT_EQ(status("db"), "running");
+  EXPECT_EQ(mh({"service", "restart", "svc", "db"}).exit_code, 0);
+  EXPECT_EQ(status("db"), "running");
+  EXPECT_EQ(mh({"service", "kill", "svc", "probe", "--signal", "KILL"}).exit_code, 0);
+  EXPECT_NE(status("probe"), "running");
+  EXPECT_EQ(mh({"service", "rm", "svc", "probe"}).exit_code, 0);
+  EXPECT_EQ(mh_json({"service", "ls", "svc"}).at("services").as_array().size(), 1u);
+
+  // enclave stop stops everything; rm without -f refuses a running enclave.
+  ASSERT_EQ(mh({"enclave", "stop", "svc"}).exit_code, 0);
+  EXPECT_EQ(status("db") == "running", false);
+}
+
+TEST_F(CliDocker, RemovingARunningEnclaveNeedsForce) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "busy"}).exit_code, 0);
+  ASSERT_EQ(mh({"service", "add", "busy", "s", kBusybox, "--", "sleep", "3600"}).exit_code, 0);
+  auto refused = mh({"enclave", "rm", "busy"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("-f"), std::string::npos) << refused.err;
+  EXPECT_EQ(mh({"enclave", "rm", "-f", "busy"}).exit_code, 0);
+}
+
+TEST_F(CliDocker, FilesArtifactsRoundTripAndMount) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "files"}).exit_code, 0);
+  std::string dir = ::testing::TempDir() + "/modhost-files-" + scope_;
+  std::filesystem::create_directories(dir + "/conf");
+  std::ofstream(dir + "/conf/app.cfg") << "answer=42\n";
+  auto up = mh_json({"files", "upload", "files", dir, "--name", "cfg"});
+  EXPECT_EQ(up.at("name").as_string(), "cfg");
+  EXPECT_EQ(mh_json({"files", "ls", "files"}).at("artifacts").as_array().size(), 1u);
+
+  // Mounted read-only into a service.
+  ASSERT_EQ(
+      mh({"service", "add", "files", "reader", kBusybox, "--files", "cfg:/config", "--", "sleep", "3600"})
+          .exit_code,
+      0);
+  auto cat = mh({"service", "exec", "files", "reader", "--", "cat", "/config/conf/app.cfg"});
+  EXPECT_EQ(cat.out, "answer=42\n");
+  EXPECT_NE(mh({"service", "exec", "files", "reader", "--", "sh", "-c", "echo x > /config/new"}).exit_code, 0)
+      << "the artifact mount is writable";
+
+  // Downloaded content equals the upload.
+  std::string out = dir + "-download";
+  ASSERT_EQ(mh({"files", "download", "files", "cfg", out}).exit_code, 0);
+  std::ifstream in(out + "/conf/app.cfg");
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "answer=42\n");
+
+  // Copied out of a service.
+  ASSERT_EQ(
+      mh({"service", "exec", "files", "reader", "--", "sh", "-c", "mkdir -p /data && echo made > /data/x"})
+          .exit_code,
+      0);
+  auto stored = mh_json({"files", "store-from-service", "files", "reader", "/data", "--name", "made"});
+  EXPECT_EQ(stored.at("name").as_string(), "made");
+  std::string out2 = dir + "-made";
+  ASSERT_EQ(mh({"files", "download", "files", "made", out2}).exit_code, 0);
+  EXPECT_TRUE(std::filesystem::exists(out2 + "/data/x") || std::filesystem::exists(out2 + "/x"));
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(out);
+  std::filesystem::remove_all(out2);
+}
+
+TEST_F(CliDocker, DumpWritesSpecsAndLogs) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "dumped"}).exit_code, 0);
+  ASSERT_EQ(mh({"service", "add", "dumped", "talker", kBusybox, "--", "sh", "-c",
+                "echo said-something; sleep 3600"})
+                .exit_code,
+            0);
+  std::string dir = ::testing::TempDir() + "/modhost-dump-" + scope_;
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(mh({"enclave", "dump", "dumped", dir}).exit_code, 0);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/enclave.json"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/services/talker/spec.json"));
+  std::ifstream in(dir + "/services/talker/output.log");
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("said-something"), std::string::npos);
+  expect_error(mh({"enclave", "dump", "dumped", dir}), 5, "not empty");
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(CliDocker, BadInputIsOneLineAndLeavesNothing) {
+  expect_error(mh({"enclave", "inspect", "no-such-enclave"}), 4, "no-such-enclave");
+  ASSERT_EQ(mh({"enclave", "add", "--name", "bad"}).exit_code, 0);
+  expect_error(mh({"service", "add", "bad", "x", kBusybox, "--ports", "http=99999"}), 3, "invalid port spec");
+  expect_error(mh({"service", "add", "bad", "x", kBusybox, "--ports", "http"}), 3, "invalid port spec");
+  expect_error(mh({"service", "add", "bad", "x", kBusybox, "--env", "=v"}), 3, "KEY=VALUE");
+  expect_error(mh({"service", "add", "bad", "x", "modhost/not-there:404"}), 4, "not found");
+  expect_error(mh({"service", "inspect", "bad", "ghost"}), 4, "ghost");
+  ASSERT_EQ(mh({"service", "add", "bad", "dup", kBusybox, "--", "sleep", "3600"}).exit_code, 0);
+  expect_error(mh({"service", "add", "bad", "dup", kBusybox, "--", "sleep", "3600"}), 5, "dup");
+  // A container that exits at once: its own output is in the error.
+  auto quits =
+      mh({"service", "add", "bad", "quits", kBusybox, "--", "sh", "-c", "echo config-missing; exit 1"});
+  EXPECT_NE(quits.exit_code, 0);
+  EXPECT_NE(quits.err.find("config-missing"), std::string::npos) << quits.err;
+  // A readiness wait that never succeeds: timeout, and the service is removed.
+  auto never = mh({"service", "add", "bad", "never", kBusybox, "--ports", "http=8080", "--wait", "tcp:http",
+                   "--wait-retries", "3", "--wait-interval", "100ms", "--", "sleep", "3600"});
+  expect_error(never, 7, "never");
+  auto names = mh_json({"service", "ls", "bad"});
+  for (const auto& s : names.at("services").as_array()) {
+    EXPECT_NE(s.at("name").as_string(), "quits");
+    EXPECT_NE(s.at("name").as_string(), "never");
+  }
+  expect_error(mh({"--docker-host", "unix:///nonexistent/docker.sock", "enclave", "ls"}), 6, "dockerd");
+}
+
+// A CLI killed in the middle of its work leaves half-made resources; `clean`
+// removes them.
+TEST_F(CliDocker, CleanRemovesWhatAKilledCliLeft) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "base"}).exit_code, 0);
+  for (int delay_ms : {5, 20, 60, 150}) {
+    for (std::vector<std::string> args :
+         {std::vector<std::string>{kModhost, "enclave", "add", "--name", "k" + std::to_string(delay_ms)},
+          std::vector<std::string>{kModhost, "service", "add", "base", "k" + std::to_string(delay_ms),
+                                   kDatastore, "--ports", "http=1323", "--wait", "http:http/health"}}) {
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        int devnull = ::open("/dev/null", O_WRONLY);
+        ::dup2(devnull, 1);
+        ::dup2(devnull, 2);
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  auto cleaned = mh({"clean", "--all"});
+  EXPECT_EQ(cleaned.exit_code, 0) << cleaned.err;
+  EXPECT_EQ(labelled(scope_), "") << cleaned.out;
+}
+
+}  // namespace
