@@ -783,8 +783,10 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
       std::string out = tail.ok() ? tail.value() : "(cannot read its logs: " + tail.error().message() + ")";
       while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
       if (out.empty()) out = "(no output)";
+      // One line, as every error: the output's lines joined by " | ".
+      for (size_t p = out.find('\n'); p != std::string::npos; p = out.find('\n', p)) out.replace(p, 1, " | ");
       return Error(ErrorCode::failed_precondition, ctx + ": it exited at once with code " +
-                                                       std::to_string(code) + "; its last output:\n" + out);
+                                                       std::to_string(code) + "; its last output: " + out);
     }
     if (std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(milliseconds(50));

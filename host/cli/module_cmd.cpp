@@ -38,12 +38,12 @@ struct ExecArgs {
 const char* format_name(ParamsFormat f) { return f == ParamsFormat::json ? "json" : "text"; }
 
 boost::json::value result_value(const engine::ModuleMetadata& meta, const std::string& result) {
-  // A JSON module's result is embedded as JSON; anything else as a string.
-  if (meta.params_format == ParamsFormat::json) {
-    boost::system::error_code ec;
-    boost::json::value v = boost::json::parse(result, ec);
-    if (!ec) return v;
-  }
+  // A result that is JSON (the convention) is embedded as JSON; anything
+  // else as a string. Container modules declare no format, so parse always.
+  (void)meta;
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(result, ec);
+  if (!ec) return v;
   return boost::json::value(result);
 }
 

@@ -26,6 +26,20 @@ std::string random_suffix() {
   return s;
 }
 
+// Container output as one line for an error message: lines joined by " | ".
+std::string one_line(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  std::string out;
+  for (char c : text) {
+    if (c == '\r') continue;
+    if (c == '\n')
+      out += " | ";
+    else
+      out += c;
+  }
+  return out;
+}
+
 // The host reaches a module only through its port published on loopback.
 Result<std::string> loopback_target(const ServiceInfo& info, int port) {
   for (const auto& p : info.ports) {
@@ -103,8 +117,17 @@ class ContainerModule final : public ModuleInstance {
       return Error(ErrorCode::timeout, "module '" + metadata_.name + "' did not finish within " +
                                            std::to_string(timeout->count()) + " ms");
     }
-    // A module container that died under the call crashed.
+    // A module container that died under the call crashed. A broken
+    // connection is how that looks from here; the engine may take a moment
+    // to see the exit.
     auto info = backend_.inspect_service(enclave_id_, service_);
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::INTERNAL ||
+        s.error_code() == grpc::StatusCode::CANCELLED) {
+      for (int i = 0; i < 100 && info.ok() && info->status == ServiceStatus::running; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        info = backend_.inspect_service(enclave_id_, service_);
+      }
+    }
     if (info.ok() && info->status != ServiceStatus::running) {
       std::string logs;
       (void)backend_.logs(enclave_id_, service_, false, [&](std::string_view c) {
@@ -112,7 +135,7 @@ class ContainerModule final : public ModuleInstance {
         return true;
       });
       if (logs.size() > 2000) logs = "..." + logs.substr(logs.size() - 2000);
-      while (!logs.empty() && logs.back() == '\n') logs.pop_back();
+      logs = one_line(logs);
       return Error(ErrorCode::crashed,
                    "module '" + metadata_.name + "' crashed (its container exited with code " +
                        std::to_string(info->exit_code.value_or(-1)) + "); its last output: " + logs);
@@ -188,8 +211,13 @@ Result<std::unique_ptr<ModuleInstance>> start_container_module(
   auto stub = module_api::ExecutableModuleService::NewStub(channel);
   // Poll IsAvailable until the deadline; a container that exits meanwhile fails at once.
   while (true) {
+    if (Clock::now() >= deadline) {
+      return Error(ErrorCode::timeout, "module image '" + image + "' did not become available within " +
+                                           std::to_string(options.start_timeout.count()) + " ms");
+    }
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    ctx.set_deadline(std::chrono::system_clock::now() + std::min(left, std::chrono::milliseconds(500)));
     google::protobuf::Empty req, resp;
     if (stub->IsAvailable(&ctx, req, &resp).ok()) break;
     auto now_info = backend.inspect_service(enclave_id, config.name);
@@ -199,7 +227,7 @@ Result<std::unique_ptr<ModuleInstance>> start_container_module(
         logs.append(c);
         return true;
       });
-      while (!logs.empty() && logs.back() == '\n') logs.pop_back();
+      logs = one_line(logs);
       return Error(ErrorCode::failed_precondition, "module image '" + image +
                                                        "' exited before it became available (code " +
                                                        std::to_string(now_info->exit_code.value_or(-1)) +

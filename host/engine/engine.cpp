@@ -43,7 +43,15 @@ class BackendEnclaveContext final : public EnclaveContext {
     return backend_.add_service(enclave_id_, config);
   }
   Status remove_service(std::string_view name) override { return backend_.remove_service(enclave_id_, name); }
-  Result<std::vector<ServiceInfo>> list_services() override { return backend_.list_services(enclave_id_); }
+  // The enclave's services; module containers are the engine's, not the module's.
+  Result<std::vector<ServiceInfo>> list_services() override {
+    MODHOST_ASSIGN_OR_RETURN(std::vector<ServiceInfo> all, backend_.list_services(enclave_id_));
+    std::erase_if(all, [](const ServiceInfo& s) {
+      auto k = s.labels.find(backend::kLabelKind);
+      return k != s.labels.end() && k->second == "module";
+    });
+    return all;
+  }
   Result<ServiceInfo> inspect_service(std::string_view name) override {
     return backend_.inspect_service(enclave_id_, name);
   }

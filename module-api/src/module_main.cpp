@@ -77,7 +77,20 @@ int run_module(const ModuleDescriptor& descriptor) {
     std::fprintf(stderr, "%s %s: serving the module API on %s\n", name, descriptor.version, bound.c_str());
   };
   Status served = serve_module(
-      [&](std::string_view params) { return descriptor.execute(*module.value(), *ctx, params); }, options);
+      [&](std::string_view params) -> Result<std::string> {
+        // As in the host: a JSON module never sees malformed JSON.
+        if (descriptor.params_format == ParamsFormat::json && !params.empty()) {
+          boost::system::error_code ec;
+          boost::json::parse(params, ec);
+          if (ec) {
+            return Error(
+                ErrorCode::invalid_argument,
+                std::string("malformed JSON in execute params for module '") + name + "': " + ec.message());
+          }
+        }
+        return descriptor.execute(*module.value(), *ctx, params);
+      },
+      options);
   if (!served.ok()) {
     std::fprintf(stderr, "%s: %s\n", name, served.error().message().c_str());
     return 1;

@@ -1,0 +1,335 @@
+// `modhost module exec builtin:chaos` as a user runs it, against a real
+// Docker engine. Each test works in its own label scope (MODHOST_SCOPE) and
+// asserts, by listing labelled resources with the Docker engine itself, that
+// nothing of its own is left.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "support/process_util.hpp"
+
+using modhost::test::CommandResult;
+using modhost::test::run_command;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kModhost = std::string(MODHOST_BIN_DIR) + "/modhost";
+const std::string kDocker = "/usr/bin/docker";
+const std::string kBusybox = "modhost/busybox:1";
+
+bool docker_answers() { return run_command({kDocker, "info"}).exit_code == 0; }
+
+// Resources of one label scope, as the Docker engine lists them.
+std::string labelled(const std::string& scope) {
+  std::string filter = "label=io.modhost.scope=" + scope;
+  std::string out;
+  out += run_command({kDocker, "ps", "-aq", "--filter", filter}).out;
+  out += run_command({kDocker, "network", "ls", "-q", "--filter", filter}).out;
+  out += run_command({kDocker, "volume", "ls", "-q", "--filter", filter}).out;
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A CLI run in the background, its output in files.
+struct Background {
+  pid_t pid = -1;
+  std::string out_path;
+  std::string err_path;
+};
+
+Background spawn(const std::vector<std::string>& argv, const std::string& tag) {
+  Background b;
+  b.out_path = ::testing::TempDir() + "/chaos-" + tag + ".out";
+  b.err_path = ::testing::TempDir() + "/chaos-" + tag + ".err";
+  b.pid = ::fork();
+  if (b.pid == 0) {
+    int out = ::open(b.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = ::open(b.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return b;
+}
+
+// The exit code, or nullopt when the process still runs after `timeout`.
+std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r < 0 || std::chrono::steady_clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+class ChaosDocker : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!docker_answers()) return;
+    auto r =
+        run_command({kModhost, "image", "load", std::string(MODHOST_IMAGE_DIR) + "/modhost-busybox.tar"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  void SetUp() override {
+    if (!docker_answers()) GTEST_SKIP() << "no Docker engine answers (scripts/start-docker starts one)";
+    std::random_device rd;
+    scope_ = "chaostest" + std::to_string(rd() % 1000000);
+    ::setenv("MODHOST_SCOPE", scope_.c_str(), 1);
+  }
+
+  void TearDown() override {
+    if (scope_.empty()) return;
+    if (background_.pid > 0 && !wait_exit(background_.pid, 0ms)) {
+      ::kill(background_.pid, SIGKILL);
+      wait_exit(background_.pid, 10s);
+    }
+    auto r = mh({"clean", "--all"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(labelled(scope_), "") << "resources left behind in scope " << scope_;
+    ::unsetenv("MODHOST_SCOPE");
+  }
+
+  CommandResult mh(std::vector<std::string> args) {
+    args.insert(args.begin(), kModhost);
+    return run_command(args);
+  }
+
+  // An enclave with busybox services (`sleep 3600`), each with its labels.
+  std::string make_enclave(const std::string& name,
+                           const std::vector<std::pair<std::string, std::vector<std::string>>>& services) {
+    auto added = mh({"-o", "json", "enclave", "add", "--name", name});
+    EXPECT_EQ(added.exit_code, 0) << added.err;
+    std::string id(boost::json::parse(added.out).at("id").as_string());
+    for (const auto& [service, labels] : services) {
+      std::vector<std::string> args = {"service", "add", name, service, kBusybox};
+      for (const auto& l : labels) args.insert(args.end(), {"--label", l});
+      args.insert(args.end(), {"--", "sleep", "3600"});
+      auto r = mh(args);
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+    }
+    return id;
+  }
+
+  std::vector<std::string> chaos_argv(const std::string& enclave, const std::string& params) {
+    return {kModhost,        "-o",           "json",  "module",           "exec",
+            "builtin:chaos", "--enclave-id", enclave, "--execute-params", params};
+  }
+
+  // The report of a successful run.
+  boost::json::object chaos(const std::string& enclave, const std::string& params) {
+    auto r = run_command(chaos_argv(enclave, params));
+    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+    return report_of(r.out);
+  }
+
+  static boost::json::object report_of(const std::string& out) {
+    boost::system::error_code ec;
+    auto v = boost::json::parse(out, ec);
+    if (ec || !v.is_object() || !v.as_object().contains("result") || !v.at("result").is_object()) {
+      ADD_FAILURE() << "no report in: " << out;
+      return {};
+    }
+    return v.at("result").as_object();
+  }
+
+  static std::vector<std::string> acted_on(const boost::json::object& report) {
+    std::vector<std::string> out;
+    if (!report.contains("actions")) return out;
+    for (const auto& a : report.at("actions").as_array()) {
+      EXPECT_TRUE(a.at("ok").as_bool()) << a;
+      out.emplace_back(a.at("service").as_string());
+    }
+    return out;
+  }
+
+  // The container state Docker reports: running, paused, exited; "" when gone.
+  std::string state(const std::string& enclave_id, const std::string& service) {
+    auto r =
+        run_command({kDocker, "ps", "-a", "--filter", "label=io.modhost.scope=" + scope_, "--filter",
+                     "label=io.modhost.enclave=" + enclave_id, "--filter", "label=io.modhost.name=" + service,
+                     "--filter", "label=io.modhost.kind=service", "--format", "{{.State}}"});
+    std::string s = r.out;
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+  }
+
+  // Waits until every service is in `want`.
+  bool wait_state(const std::string& enclave_id, const std::vector<std::string>& services,
+                  const std::string& want, std::chrono::seconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      bool all = true;
+      for (const auto& s : services) all = all && state(enclave_id, s) == want;
+      if (all) return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  }
+
+  // One line on stderr starting "error: ", the given exit code.
+  void expect_error(const CommandResult& r, int code, const std::string& needle) {
+    EXPECT_EQ(r.exit_code, code) << r.err;
+    auto pos = r.err.find("error: ");
+    ASSERT_NE(pos, std::string::npos) << r.err;
+    std::string line = r.err.substr(pos);
+    EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
+    EXPECT_NE(line.find(needle), std::string::npos) << line;
+  }
+
+  std::string scope_;
+  Background background_;
+};
+
+TEST_F(ChaosDocker, KillsANamedServiceAndADryRunChangesNothing) {
+  std::string id = make_enclave("kill", {{"a", {}}, {"b", {}}, {"c", {}}});
+
+  auto dry = chaos(id, R"({"action":"kill","regex":".","dry_run":true})");
+  EXPECT_TRUE(dry.at("dryRun").as_bool());
+  EXPECT_EQ(acted_on(dry), (std::vector<std::string>{"a", "b", "c"}));
+  for (const char* s : {"a", "b", "c"}) EXPECT_EQ(state(id, s), "running") << s;
+
+  auto report = chaos(id, R"({"action":"kill","services":["b"]})");
+  EXPECT_EQ(acted_on(report), (std::vector<std::string>{"b"}));
+  ASSERT_EQ(report.at("actions").as_array().size(), 1u);
+  EXPECT_EQ(report.at("actions").at(0).at("signal").to_number<int>(), 9);
+  EXPECT_FALSE(report.at("cancelled").as_bool());
+  EXPECT_TRUE(report.at("seed").is_number());
+  EXPECT_EQ(state(id, "b"), "exited");
+  EXPECT_EQ(state(id, "a"), "running");
+  EXPECT_EQ(state(id, "c"), "running");
+}
+
+TEST_F(ChaosDocker, SameSeedChoosesTheSameTargetsOnIdenticalEnclaves) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> services;
+  for (const char* s : {"s1", "s2", "s3", "s4", "s5", "s6"}) services.push_back({s, {}});
+  std::string one = make_enclave("seed-one", services);
+  std::string two = make_enclave("seed-two", services);
+  const std::string params = R"({"action":"kill","regex":"^s","count":2,"seed":123456789})";
+  auto first = acted_on(chaos(one, params));
+  auto second = acted_on(chaos(two, params));
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first, second);
+  for (const auto& s : first) {
+    EXPECT_EQ(state(one, s), "exited") << s;
+    EXPECT_EQ(state(two, s), "exited") << s;
+  }
+}
+
+TEST_F(ChaosDocker, PauseLastsPauseSecondsThenTheServiceRunsAgain) {
+  std::string id = make_enclave("pause", {{"p1", {}}, {"p2", {}}});
+  auto started = std::chrono::steady_clock::now();
+  background_ =
+      spawn(chaos_argv(id, R"({"action":"pause","services":["p1"],"pause_seconds":1})"), scope_ + "-pause");
+  bool seen_paused = false;
+  std::optional<int> code;
+  while (!(code = wait_exit(background_.pid, 0ms))) {
+    if (state(id, "p1") == "paused") seen_paused = true;
+    if (std::chrono::steady_clock::now() - started > 60s) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(code) << "chaos did not finish";
+  EXPECT_EQ(*code, 0) << read_file(background_.err_path);
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 1s);
+  EXPECT_TRUE(seen_paused) << "p1 was never seen paused";
+  EXPECT_EQ(state(id, "p1"), "running");
+  EXPECT_EQ(state(id, "p2"), "running");
+  auto report = report_of(read_file(background_.out_path));
+  EXPECT_EQ(acted_on(report), (std::vector<std::string>{"p1"}));
+  ASSERT_EQ(report.at("restored").as_array().size(), 1u);
+  EXPECT_EQ(report.at("restored").at(0).at("action").as_string(), "unpause");
+  EXPECT_TRUE(report.at("restored").at(0).at("ok").as_bool());
+}
+
+TEST_F(ChaosDocker, AProtectedServiceSurvivesARegexThatMatchesIt) {
+  std::string id =
+      make_enclave("guarded", {{"guard", {"io.modhost.protected=true"}}, {"w1", {}}, {"w2", {}}});
+  auto report = chaos(id, R"j({"action":"kill","regex":"^(guard|w)"})j");
+  EXPECT_EQ(acted_on(report), (std::vector<std::string>{"w1", "w2"}));
+  EXPECT_EQ(state(id, "guard"), "running");
+  EXPECT_EQ(state(id, "w1"), "exited");
+  EXPECT_EQ(state(id, "w2"), "exited");
+
+  // Only the protected one matches: nothing to do, an error, nothing changed.
+  auto r = mh({"module", "exec", "builtin:chaos", "--enclave-id", id, "--execute-params",
+               R"({"action":"kill","regex":"^guard$"})"});
+  expect_error(r, 3, "no service matches the targets: regex '^guard$' (protected: guard)");
+  EXPECT_EQ(state(id, "guard"), "running");
+}
+
+TEST_F(ChaosDocker, SigtermDuringAPauseRunUnpausesAndExits) {
+  std::string id = make_enclave("sigterm", {{"x", {}}, {"y", {}}});
+  background_ =
+      spawn(chaos_argv(id, R"({"action":"pause","regex":".","pause_seconds":600,"interval_seconds":1,
+                                          "duration_seconds":600})"),
+            scope_ + "-sigterm");
+  ASSERT_TRUE(wait_state(id, {"x", "y"}, "paused", 60s)) << read_file(background_.err_path);
+  ASSERT_FALSE(wait_exit(background_.pid, 0ms)) << "chaos ended on its own";
+  ASSERT_EQ(::kill(background_.pid, SIGTERM), 0);
+  auto code = wait_exit(background_.pid, 30s);
+  ASSERT_TRUE(code) << "chaos did not exit after SIGTERM";
+  EXPECT_EQ(*code, 0) << read_file(background_.err_path);
+  EXPECT_EQ(state(id, "x"), "running");
+  EXPECT_EQ(state(id, "y"), "running");
+  auto report = report_of(read_file(background_.out_path));
+  EXPECT_TRUE(report.at("cancelled").as_bool());
+  EXPECT_EQ(report.at("restored").as_array().size(), 2u);
+}
+
+TEST_F(ChaosDocker, BadInputIsOneLineAndChangesNothing) {
+  std::string id = make_enclave("bad", {{"a", {}}, {"b", {}}});
+  struct Case {
+    const char* params;
+    const char* needle;
+  };
+  const Case cases[] = {
+      {R"([1,2])", "must be a JSON object"},
+      {R"({"action":"explode","regex":"."})", "unknown action \"explode\""},
+      {R"({"action":"kill","services":["a","nope"]})",
+       "unknown service 'nope' in 'services': the enclave has a, b"},
+      {R"({"action":"kill","regex":"(unclosed"})", "invalid regex '(unclosed'"},
+      {R"({"action":"kill","regex":".","count":0})", "'count' must be an integer >= 1"},
+      {R"({"action":"kill","regex":".","percentage":150})", "0 < percentage <= 100"},
+      {R"({"action":"pause","regex":".","pause_seconds":-2})", "'pause_seconds' must not be negative"},
+      {R"({"action":"kill","regex":".","signal":"SIGNOPE"})", "unknown signal \"SIGNOPE\""},
+      {R"({"action":"kill","regex":"^zzz"})", "no service matches the targets: regex '^zzz'"},
+      {R"({"action":"kill","regex":".","dryrun":true})",
+       "unknown chaos param 'dryrun': known params are action"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.params);
+    auto r = mh({"module", "exec", "builtin:chaos", "--enclave-id", id, "--execute-params", c.params});
+    expect_error(r, 3, c.needle);
+  }
+  // Without an enclave.
+  expect_error(
+      mh({"module", "exec", "builtin:chaos", "--execute-params", R"({"action":"kill","regex":"."})"}), 3,
+      "--enclave-id");
+  EXPECT_EQ(state(id, "a"), "running");
+  EXPECT_EQ(state(id, "b"), "running");
+}
+
+}  // namespace
