@@ -67,10 +67,21 @@ struct PackSpec {
   std::vector<std::string> args;                         // default cmd
   std::vector<std::pair<std::string, std::string>> add;  // SRC on this machine -> DEST in the image
   std::vector<std::string> env;
+  // Every ELF object in `add` (a file, or one inside an added directory) for
+  // the entrypoint's machine brings its shared-library closure too, at the
+  // libraries' own paths, as the entrypoint's does. Off: only the
+  // entrypoint's libraries.
+  bool add_libraries = true;
+  // Entries of added directories left out (with all they contain), as
+  // fnmatch(3) patterns: matched against the entry's name, or, when the
+  // pattern has a '/', against its whole path on this machine. E.g.
+  // "__pycache__", "*.pyc", "/usr/lib/python3.11/test".
+  std::vector<std::string> exclude;
 };
 
-// Packs the entrypoint (at /bin/<basename>), its libraries (at their own
-// paths) and the extra files into a docker-save archive.
+// Packs the entrypoint (at /bin/<basename>), its libraries and those of the
+// ELF files added (at their own paths) and the extra files into a
+// docker-save archive. A file added at the path of a library wins.
 Result<std::string> pack(const PackSpec& spec);
 
 // pack(), plus symlinks made in the image: {PATH in the image, TARGET}, e.g.

@@ -1,5 +1,7 @@
 // pack(): an executable, its shared libraries and extra files as a
 // one-layer docker-save archive.
+#include <elf.h>
+#include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "backends/image/image.hpp"
@@ -71,6 +74,93 @@ std::string join(const std::vector<std::string>& parts, std::size_t begin, std::
     out += parts[i];
   }
   return out;
+}
+
+// Whether a PackSpec::exclude pattern leaves out the entry at HOST_PATH.
+bool excluded(const fs::path& host_path, const std::vector<std::string>& patterns) {
+  if (patterns.empty()) return false;
+  const std::string name = host_path.filename().string();
+  std::error_code ec;
+  fs::path abs = fs::absolute(host_path, ec);
+  const std::string full = (ec ? host_path : abs).lexically_normal().string();
+  return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) {
+    const std::string& subject = p.find('/') != std::string::npos ? full : name;
+    return ::fnmatch(p.c_str(), subject.c_str(), 0) == 0;
+  });
+}
+
+// Calls VISIT(path, symlink status) for every entry under the directory DIR
+// that EXCLUDE does not leave out, parents before their children; an
+// excluded directory is not entered.
+template <typename Visit>
+Status walk_directory(const std::string& dir, const std::vector<std::string>& exclude, Visit&& visit) {
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::none, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::file_status s = it->symlink_status(ec);
+    if (ec) break;
+    if (excluded(it->path(), exclude)) {
+      if (fs::is_directory(s)) it.disable_recursion_pending();
+      continue;
+    }
+    MODHOST_TRY(visit(it->path(), s));
+  }
+  if (ec)
+    return Error(ErrorCode::failed_precondition, "cannot read directory '" + dir + "': " + ec.message());
+  return ok_status();
+}
+
+// The fields of an ELF header that decide whether one loader can load a file.
+struct ElfKind {
+  unsigned char elf_class = 0;
+  unsigned char data = 0;
+  std::uint16_t type = 0;
+  std::uint16_t machine = 0;
+};
+
+// The ELF kind of a file on this machine; nullopt when it is no ELF file.
+std::optional<ElfKind> elf_kind(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char buf[EI_NIDENT + 4] = {};
+  if (!in.read(buf, sizeof(buf))) return std::nullopt;
+  if (std::memcmp(buf, ELFMAG, SELFMAG) != 0) return std::nullopt;
+  ElfKind k;
+  k.elf_class = static_cast<unsigned char>(buf[EI_CLASS]);
+  k.data = static_cast<unsigned char>(buf[EI_DATA]);
+  // e_type and e_machine follow e_ident in both classes, in the file's byte
+  // order; only a little-endian file is ever compared with the entrypoint.
+  std::memcpy(&k.type, buf + EI_NIDENT, 2);
+  std::memcpy(&k.machine, buf + EI_NIDENT + 2, 2);
+  return k;
+}
+
+// Whether the loader of an executable of kind EXE could load the object of
+// kind K: an executable or shared object of the same class and machine.
+bool loadable_with(const ElfKind& k, const ElfKind& exe) {
+  return (k.type == ET_EXEC || k.type == ET_DYN) && k.elf_class == exe.elf_class && k.data == exe.data &&
+         k.machine == exe.machine;
+}
+
+// The ELF files of this machine that adding SRC puts in the image and that
+// the loader of an executable of kind EXE can load, appended to OUT.
+Status added_elf_files(const std::string& src, const std::vector<std::string>& exclude, const ElfKind& exe,
+                       std::vector<std::string>& out) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(src, ec);  // follows a top-level symlink, as copy_in
+  if (ec || !fs::exists(st)) return ok_status();   // copy_in reports it
+  auto consider = [&](const std::string& path) {
+    const auto k = elf_kind(path);
+    if (k && loadable_with(*k, exe)) out.push_back(path);
+  };
+  if (fs::is_regular_file(st)) {
+    consider(src);
+    return ok_status();
+  }
+  if (!fs::is_directory(st)) return ok_status();
+  return walk_directory(src, exclude, [&](const fs::path& p, const fs::file_status& s) -> Status {
+    if (fs::is_regular_file(s)) consider(p.string());
+    return ok_status();
+  });
 }
 
 // The image's file tree, keyed by path without a leading '/'. A std::map
@@ -188,8 +278,9 @@ class Layer {
     return ok_status();
   }
 
-  // Adds SRC (a file, or a directory recursively) of this machine at DEST.
-  Status copy_in(const std::string& src, std::string dest) {
+  // Adds SRC (a file, or a directory recursively but for what EXCLUDE
+  // leaves out) of this machine at DEST.
+  Status copy_in(const std::string& src, std::string dest, const std::vector<std::string>& exclude) {
     std::error_code ec;
     const fs::file_status st = fs::status(src, ec);  // follows a top-level symlink
     if (ec || !fs::exists(st))
@@ -210,28 +301,26 @@ class Layer {
           add(dest,
               Node{TarEntry::Type::directory, static_cast<std::uint32_t>(st.permissions()) & 07777, {}, {}}));
     }
-    for (auto it = fs::recursive_directory_iterator(src, fs::directory_options::none, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      const fs::path rel = it->path().lexically_relative(src);
+    return walk_directory(src, exclude, [&](const fs::path& p, const fs::file_status& s) -> Status {
+      const fs::path rel = p.lexically_relative(src);
       const std::string to = (dest.ends_with("/") ? dest : dest + "/") + rel.string();
-      const fs::file_status s = it->symlink_status(ec);
-      if (ec) break;
       if (fs::is_symlink(s)) {
-        const std::string target = fs::read_symlink(it->path(), ec).string();
-        if (ec) break;
-        MODHOST_TRY(add(to, Node{TarEntry::Type::symlink, 0777, {}, target}));
-      } else if (fs::is_directory(s)) {
-        MODHOST_TRY(add(
-            to,
-            Node{TarEntry::Type::directory, static_cast<std::uint32_t>(s.permissions()) & 07777, {}, {}}));
-      } else if (fs::is_regular_file(s)) {
-        MODHOST_TRY(add_host_file(it->path().string(), to));
+        std::error_code lec;
+        const std::string target = fs::read_symlink(p, lec).string();
+        if (lec) {
+          return Error(ErrorCode::failed_precondition,
+                       "cannot read symlink '" + p.string() + "': " + lec.message());
+        }
+        return add(to, Node{TarEntry::Type::symlink, 0777, {}, target});
       }
+      if (fs::is_directory(s)) {
+        return add(
+            to, Node{TarEntry::Type::directory, static_cast<std::uint32_t>(s.permissions()) & 07777, {}, {}});
+      }
+      if (fs::is_regular_file(s)) return add_host_file(p.string(), to);
       // Sockets, fifos and devices are skipped: an image layer cannot use them.
-    }
-    if (ec)
-      return Error(ErrorCode::failed_precondition, "cannot read directory '" + src + "': " + ec.message());
-    return ok_status();
+      return ok_status();
+    });
   }
 
   Status add_host_file(const std::string& src, const std::string& dest,
@@ -306,13 +395,35 @@ Result<std::string> pack_with_symlinks(const PackSpec& spec,
   }
   auto deps = elf_dependencies(entrypoint);
   if (!deps) return std::move(deps).error().context("cannot pack '" + entrypoint + "'");
+  std::vector<std::string> libraries = std::move(deps).value();
+
+  // The libraries of the ELF files added, which the image's loader resolves
+  // from the same system paths as the entrypoint's.
+  if (spec.add_libraries) {
+    std::vector<std::string> elf_files;
+    if (const auto exe = elf_kind(entrypoint)) {
+      for (const auto& [src, dest] : spec.add)
+        MODHOST_TRY(added_elf_files(src, spec.exclude, *exe, elf_files));
+    }
+    std::set<std::string> seen(libraries.begin(), libraries.end());
+    for (const std::string& file : elf_files) {
+      auto more = elf_dependencies(file);
+      if (!more) {
+        return std::move(more).error().context("cannot pack '" + spec.reference +
+                                               "': the libraries of the added file '" + file + "'");
+      }
+      for (std::string& lib : more.value()) {
+        if (seen.insert(lib).second) libraries.push_back(std::move(lib));
+      }
+    }
+  }
 
   Layer layer;
   MODHOST_TRY(layer.add("/etc", Layer::Node{TarEntry::Type::directory, 0755, {}, {}}));
   MODHOST_TRY(layer.add("/etc/passwd", Layer::Node{TarEntry::Type::file, 0644, kPasswd, {}}));
   MODHOST_TRY(layer.add("/etc/group", Layer::Node{TarEntry::Type::file, 0644, kGroup, {}}));
   MODHOST_TRY(layer.add("/tmp", Layer::Node{TarEntry::Type::directory, 01777, {}, {}}));
-  for (const std::string& lib : deps.value()) {
+  for (const std::string& lib : libraries) {
     auto s = layer.mirror(lib);
     if (!s) return std::move(s).error().context("cannot pack '" + entrypoint + "'");
   }
@@ -320,7 +431,7 @@ Result<std::string> pack_with_symlinks(const PackSpec& spec,
   const std::string image_entrypoint = "/bin/" + name;
   MODHOST_TRY(layer.add_host_file(entrypoint, image_entrypoint, (st.st_mode & 07777) | 0555));
   for (const auto& [src, dest] : spec.add) {
-    auto s = layer.copy_in(src, dest);
+    auto s = layer.copy_in(src, dest, spec.exclude);
     if (!s) return std::move(s).error().context("cannot pack '" + spec.reference + "'");
   }
   for (const auto& [link, target] : symlinks) {

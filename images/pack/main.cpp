@@ -22,14 +22,19 @@ constexpr const char* kBusyboxApplets[] = {
 void usage(std::FILE* out) {
   std::fprintf(out,
                "usage: modhost-pack-image --name NAME:TAG --entrypoint BIN [--add SRC:DEST]... [--arg A]...\n"
-               "                          [--env K=V]... [--busybox-applets] -o OUT.tar\n"
-               "Packs BIN (at /bin/<basename>), its shared libraries and the added files into a\n"
-               "docker-save archive that `docker load -i OUT.tar` accepts.\n"
+               "                          [--env K=V]... [--exclude PATTERN]... [--no-add-libraries]\n"
+               "                          [--busybox-applets] -o OUT.tar\n"
+               "Packs BIN (at /bin/<basename>), its shared libraries, the added files and the\n"
+               "shared libraries of the added ELF files into a docker-save archive that\n"
+               "`docker load -i OUT.tar` accepts.\n"
                "  --name NAME:TAG      image reference\n"
                "  --entrypoint BIN     executable on this machine (a bare name is looked up in $PATH)\n"
                "  --add SRC:DEST       add a file or directory SRC at the absolute image path DEST\n"
                "  --arg A              default argument (image Cmd); repeat for more, e.g. --arg -c\n"
                "  --env K=V            environment variable of the image\n"
+               "  --exclude PATTERN    leave out entries of added directories whose name matches the\n"
+               "                       fnmatch(3) PATTERN (or whose path, when PATTERN has a '/')\n"
+               "  --no-add-libraries   add only BIN's shared libraries, not those of added ELF files\n"
                "  --busybox-applets    add /bin/<applet> -> busybox symlinks (sh, nc, wget, ...)\n"
                "  -o, --output OUT     where to write the archive\n");
 }
@@ -57,6 +62,10 @@ int main(int argc, char** argv) {
       applets = true;
       continue;
     }
+    if (arg == "--no-add-libraries") {
+      spec.add_libraries = false;
+      continue;
+    }
     const char* v = value();
     if (v == nullptr) return fail("option '" + std::string(arg) + "' needs a value (see --help)");
     if (arg == "--name") {
@@ -75,6 +84,9 @@ int main(int argc, char** argv) {
         return fail("--add needs SRC:DEST, got '" + s + "'");
       }
       spec.add.emplace_back(s.substr(0, colon), s.substr(colon + 1));
+    } else if (arg == "--exclude") {
+      if (*v == '\0') return fail("--exclude needs a pattern");
+      spec.exclude.emplace_back(v);
     } else if (arg == "-o" || arg == "--output") {
       output = v;
     } else {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -19,6 +20,7 @@
 
 #include "backends/docker/docker_backend.hpp"
 #include "engine/batch.hpp"
+#include "engine/container_module.hpp"
 #include "engine/engine.hpp"
 #include "support/process_util.hpp"
 
@@ -131,6 +133,9 @@ int main(int argc, char** argv) {
   o.scope = scope;
   auto backend = modhost::backend::DockerBackend::create(o);
   auto& b = *backend.value();
+  auto engine_r = modhost::engine::Engine::create({});
+  auto& engine = engine_r.value();
+  (void)engine->backend();
   auto e = b.create_enclave("fifty");
   if (!e.ok()) return std::fprintf(stderr, "%s\n", e.error().message().c_str()), 1;
   auto add_many = [&](const std::string& prefix, int parallel) {
@@ -175,6 +180,52 @@ int main(int argc, char** argv) {
                 getrusage(RUSAGE_SELF, &ru);
                 return ru.ru_maxrss;
               }());
+  (void)b.clean(true);
+
+  // Image modules: `modhost module exec IMAGE` against `docker run --rm` of
+  // the same image (its entrypoint exits at once without an enclave API).
+  std::printf("\n| what | modhost | raw docker | ratio |\n|---|---|---|---|\n");
+  for (const char* archive : {"modhost-module-hello.tar", "test-module-api_probe.tar"}) {
+    must(run_command({kModhost, "image", "load", std::string(MODHOST_IMAGE_DIR) + "/" + archive}), "load");
+  }
+  must(run_command({kModhost, "enclave", "add", "--name", "modexec"}), "enclave add");
+  ours = rounds(n, [&] {
+    must(run_command({kModhost, "module", "exec", "modhost/hello-module:0.1.0", "--enclave-id", "modexec"}),
+         "module exec");
+  });
+  base = rounds(n, [&] {
+    auto r = run_command({kDocker, "run", "--rm", "modhost/hello-module:0.1.0"});
+    if (r.exit_code != 2) std::fprintf(stderr, "unexpected exit %d: %s\n", r.exit_code, r.err.c_str());
+  });
+  row("module exec IMAGE (existing enclave) vs docker run --rm", median(ours), median(base));
+  auto fresh = rounds(n, [&] {
+    must(run_command({kModhost, "module", "exec", "modhost/hello-module:0.1.0"}),
+         "module exec (new enclave)");
+  });
+  row("module exec IMAGE (new enclave) vs docker run --rm", median(fresh), median(base));
+
+  // Start to available, and the enclave API seen from inside a module.
+  auto e2 = b.find_enclave("modexec");
+  auto ctx = engine->enclave_context(e2->id, "api_probe");
+  std::vector<double> start_ms;
+  double api_micros = 0;
+  for (int k = 0; k < n; ++k) {
+    modhost::engine::ContainerModuleOptions co;
+    auto t0 = Clock::now();
+    auto m =
+        modhost::engine::start_container_module(b, e2->id, "modhost-test/api_probe-module:1", "", *ctx, co);
+    start_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    if (!m.ok()) return std::fprintf(stderr, "%s\n", m.error().message().c_str()), 1;
+    if (k == 0) {
+      auto r = m.value()->execute(*ctx, R"({"op":"bench","calls":500})", std::nullopt);
+      if (r.ok()) api_micros = boost::json::parse(r.value()).at("medianMicros").to_number<double>();
+    }
+  }
+  row("module container start to available (IsAvailable)", median(start_ms), 0);
+  std::printf(
+      "| enclave API round trip from inside a module container (list services, median of 500) | %.0f us | | "
+      "|\n",
+      api_micros);
   auto cleaned = b.clean(true);
   std::printf("cleaned %zu resources\n", cleaned.ok() ? cleaned->removed.size() : 0);
   return 0;

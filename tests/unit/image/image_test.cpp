@@ -594,6 +594,99 @@ TEST(Pack, AddsFilesDirectoriesAndSymlinks) {
   EXPECT_EQ(env[1].as_string(), "PATH=/bin");
 }
 
+// The libraries /bin/ls needs that the datastore does not: those only an
+// added copy of ls can bring into the datastore's image.
+std::vector<std::string> libraries_only_ls_needs() {
+  auto ls = elf_dependencies("/bin/ls");
+  auto datastore = elf_dependencies(MODHOST_DATASTORE_BIN);
+  EXPECT_TRUE(ls.ok() && datastore.ok());
+  if (!ls.ok() || !datastore.ok()) return {};
+  std::vector<std::string> out;
+  for (const auto& lib : *ls) {
+    if (std::find(datastore->begin(), datastore->end(), lib) == datastore->end()) out.push_back(lib);
+  }
+  return out;
+}
+
+TEST(Pack, AddedElfFilesBringTheirLibraries) {
+  TempDir dir;
+  const fs::path tools = dir.path() / "tools";
+  fs::create_directories(tools / "bin");
+  fs::copy_file("/bin/ls", tools / "bin/ls");
+  // Not for the entrypoint's loader (32-bit), and not ELF at all: added as they are.
+  write_file(tools / "lib32/old.so", std::string("\x7f"
+                                                 "ELF\x01\x01\x01",
+                                                 7) +
+                                         std::string(60, '\0'));
+  write_file(tools / "README", "tools\n");
+  const std::vector<std::string> only_ls = libraries_only_ls_needs();
+  ASSERT_FALSE(only_ls.empty()) << "the datastore needs every library /bin/ls needs; nothing to show";
+
+  PackSpec spec;
+  spec.reference = "modhost-test/closure:1";
+  spec.entrypoint = MODHOST_DATASTORE_BIN;
+  spec.add = {{tools.string(), "/opt/tools"}, {"/bin/ls", "/usr/local/bin/ls2"}};
+  auto archive = pack(spec);
+  ASSERT_TRUE(archive.ok()) << archive.error().message();
+  Unpacked u = unpack(*archive);
+  EXPECT_EQ(u.layer["opt/tools/bin/ls"].content, read_file("/bin/ls"));
+  EXPECT_EQ(u.layer["opt/tools/README"].content, "tools\n");
+  EXPECT_EQ(u.layer["opt/tools/lib32/old.so"].type, TarEntry::Type::file);
+  auto deps = elf_dependencies("/bin/ls");
+  ASSERT_TRUE(deps.ok()) << deps.error().message();
+  for (const auto& dep : *deps) {
+    auto real = resolve_in_layer(u.layer, dep);
+    ASSERT_TRUE(real.has_value()) << dep << " (needed by the added ls) does not resolve inside the image";
+    EXPECT_EQ(u.layer[*real].content, read_file(dep)) << dep;
+  }
+  for (const auto& [path, e] : u.layer) {
+    if (e.type == TarEntry::Type::symlink) {
+      EXPECT_TRUE(resolve_in_layer(u.layer, "/" + path)) << path;
+    }
+  }
+  EXPECT_EQ(pack(spec).value(), *archive) << "not reproducible";
+
+  // Off: only the entrypoint's libraries.
+  spec.add_libraries = false;
+  auto bare = pack(spec);
+  ASSERT_TRUE(bare.ok()) << bare.error().message();
+  Unpacked b = unpack(*bare);
+  EXPECT_TRUE(b.layer.count("opt/tools/bin/ls"));
+  for (const auto& lib : only_ls) EXPECT_FALSE(resolve_in_layer(b.layer, lib).has_value()) << lib;
+}
+
+TEST(Pack, ExcludeLeavesOutMatchingEntries) {
+  TempDir dir;
+  const fs::path pkg = dir.path() / "pkg";
+  write_file(pkg / "a.py", "a\n");
+  write_file(pkg / "stale.pyc", "x");
+  write_file(pkg / "__pycache__/a.cpython-311.pyc", "x");
+  write_file(pkg / "sub/b.py", "b\n");
+  write_file(pkg / "sub/test/t.py", "t\n");
+  write_file(pkg / "other/test/kept.py", "kept\n");
+  // An excluded ELF file brings no libraries either.
+  fs::create_directories(pkg / "__pycache__/bin");
+  fs::copy_file("/bin/ls", pkg / "__pycache__/bin/ls");
+  const std::vector<std::string> only_ls = libraries_only_ls_needs();
+
+  PackSpec spec;
+  spec.reference = "modhost-test/exclude:1";
+  spec.entrypoint = MODHOST_DATASTORE_BIN;
+  spec.add = {{pkg.string(), "/app"}};
+  spec.exclude = {"__pycache__", "*.pyc", (pkg / "sub/test").string()};
+  auto archive = pack(spec);
+  ASSERT_TRUE(archive.ok()) << archive.error().message();
+  Unpacked u = unpack(*archive);
+  EXPECT_EQ(u.layer["app/a.py"].content, "a\n");
+  EXPECT_EQ(u.layer["app/sub/b.py"].content, "b\n");
+  EXPECT_EQ(u.layer["app/other/test/kept.py"].content, "kept\n") << "a pattern with '/' matches one path";
+  for (const char* gone : {"app/stale.pyc", "app/__pycache__", "app/__pycache__/a.cpython-311.pyc",
+                           "app/__pycache__/bin/ls", "app/sub/test", "app/sub/test/t.py"}) {
+    EXPECT_FALSE(u.layer.count(gone)) << gone;
+  }
+  for (const auto& lib : only_ls) EXPECT_FALSE(resolve_in_layer(u.layer, lib).has_value()) << lib;
+}
+
 TEST(Pack, ReportsClearErrors) {
   PackSpec spec;
   spec.reference = "modhost-test/bad:1";
@@ -770,8 +863,8 @@ TEST(Tree, ASingleFileKeepsItsName) {
 TEST(Tree, RefusesEntriesThatEscapeTheDestination) {
   std::string outside = fresh_dir("outside");
   std::string dst = fresh_dir("escape");
-  for (const std::string& evil : {std::string("../escaped"), std::string("a/../../escaped"),
-                                  std::string("a/b/../../../escaped")}) {
+  for (const std::string& evil :
+       {std::string("../escaped"), std::string("a/../../escaped"), std::string("a/b/../../../escaped")}) {
     modhost::image::TarWriter w;
     w.add_file("fine.txt", "ok");
     w.add_file(evil, "pwned");
@@ -793,7 +886,7 @@ TEST(Tree, NeverWritesThroughASymlink) {
   std::string outside = fresh_dir("outside2");
   std::string dst = fresh_dir("symlink");
   modhost::image::TarWriter w;
-  w.add_symlink("evil", outside);          // an absolute symlink to a directory outside
+  w.add_symlink("evil", outside);           // an absolute symlink to a directory outside
   w.add_file("evil/planted.txt", "pwned");  // then a file through it
   auto s = modhost::image::extract_tar(w.finish(), dst);
   EXPECT_FALSE(s.ok());
