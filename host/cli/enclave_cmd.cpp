@@ -98,7 +98,7 @@ int run_inspect(const GlobalOptions& g, const std::string& ref) {
     Table t({"UUID", "NAME", "STATUS", "IP", "PORTS"});
     for (const auto& s : list) {
       std::string first_port = s.ports.empty() ? "<none>" : format_port(s.ports[0]);
-      t.row({s.id.substr(0, 12), s.name, status_name(s.status), s.ip, first_port});
+      t.row({s.id.substr(0, 12), s.name, to_string(s.status), s.ip, first_port});
       for (size_t i = 1; i < s.ports.size(); ++i) t.row({"", "", "", "", format_port(s.ports[i])});
     }
     t.print();

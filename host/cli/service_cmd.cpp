@@ -190,7 +190,7 @@ int run_add(const GlobalOptions& g, const AddArgs& a) {
 
 void print_service(const ServiceInfo& s) {
   std::printf("Name:      %s\nUUID:      %s\nImage:     %s\nStatus:    %s\nIP:        %s\n", s.name.c_str(),
-              s.id.c_str(), s.image.c_str(), status_name(s.status), s.ip.c_str());
+              s.id.c_str(), s.image.c_str(), to_string(s.status), s.ip.c_str());
   if (s.exit_code) std::printf("Exit code: %d\n", *s.exit_code);
   std::printf("Ports:\n");
   for (const auto& p : s.ports) std::printf("  %s\n", format_port(p).c_str());
@@ -290,7 +290,7 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
     for (const auto& s : list.value()) {
       std::string ports;
       for (const auto& p : s.ports) ports += (ports.empty() ? "" : ", ") + format_port(p);
-      t.row({s.id.substr(0, 12), s.name, status_name(s.status), s.ip, ports.empty() ? "<none>" : ports});
+      t.row({s.id.substr(0, 12), s.name, to_string(s.status), s.ip, ports.empty() ? "<none>" : ports});
     }
     t.print();
   });

@@ -5,24 +5,6 @@
 
 namespace modhost::cli {
 
-const char* status_name(ServiceStatus s) {
-  switch (s) {
-    case ServiceStatus::created:
-      return "created";
-    case ServiceStatus::running:
-      return "running";
-    case ServiceStatus::paused:
-      return "paused";
-    case ServiceStatus::stopped:
-      return "stopped";
-    case ServiceStatus::exited:
-      return "exited";
-    case ServiceStatus::unknown:
-      return "unknown";
-  }
-  return "unknown";
-}
-
 const char* status_name(backend::EnclaveStatus s) {
   switch (s) {
     case backend::EnclaveStatus::running:
@@ -62,7 +44,7 @@ boost::json::object to_json(const ServiceInfo& s) {
                         {"id", s.id},
                         {"enclaveId", s.enclave_id},
                         {"image", s.image},
-                        {"status", status_name(s.status)},
+                        {"status", to_string(s.status)},
                         {"ip", s.ip},
                         {"ports", ports},
                         {"labels", labels}};

@@ -9,7 +9,6 @@
 
 namespace modhost::cli {
 
-const char* status_name(ServiceStatus s);
 const char* status_name(backend::EnclaveStatus s);
 // "http: 80/tcp -> 127.0.0.1:49153"
 std::string format_port(const PublishedPort& p);

@@ -66,14 +66,12 @@ class ContainerModule final : public ModuleInstance {
         metadata_(std::move(meta)) {}
 
   ~ContainerModule() override {
-    stop_logs_ = true;
-    // SIGTERM first, so the module shuts down gracefully; removing the
-    // container then ends a followed log stream.
-    (void)backend_.stop_service(enclave_id_, service_, 5);
-    Status removed = backend_.remove_service(enclave_id_, service_);
-    if (!removed.ok())
-      logger("engine")->warn("cannot remove module container: {}", removed.error().message());
+    // SIGTERM (SIGKILL after 1 s): the module shuts down, its log stream
+    // ends after delivering everything it wrote, then the container goes.
+    (void)backend_.stop_service(enclave_id_, service_, 1);
     if (log_thread_.joinable()) log_thread_.join();
+    Status removed = backend_.remove_service(enclave_id_, service_);
+    if (!removed.ok()) logger("engine")->warn("cannot remove module container: {}", removed.error().message());
   }
 
   void attach(std::shared_ptr<grpc::Channel> channel) {
@@ -84,7 +82,6 @@ class ContainerModule final : public ModuleInstance {
     if (!sink) return;
     log_thread_ = std::thread([this, sink = std::move(sink)] {
       (void)backend_.logs(enclave_id_, service_, true, [&](std::string_view chunk) {
-        if (stop_logs_) return false;
         sink(chunk);
         return true;
       });
@@ -159,7 +156,6 @@ class ContainerModule final : public ModuleInstance {
   ModuleMetadata metadata_;
   std::unique_ptr<module_api::ExecutableModuleService::Stub> stub_;
   std::thread log_thread_;
-  std::atomic<bool> stop_logs_{false};
   std::mutex cancel_mutex_;
   grpc::ClientContext* current_ = nullptr;
   bool cancelled_ = false;

@@ -30,6 +30,7 @@ using std::remove_pointer;
 #include <fstream>
 #include <thread>
 
+#include "enclave_convert.hpp"
 #include "engine/handshake.hpp"
 #include "engine/logging.hpp"
 #include "engine/module_manager.hpp"
@@ -234,33 +235,8 @@ class RunnerChild {
 };
 
 Error from_grpc(const grpc::Status& s, const std::string& name) {
-  ErrorCode code = ErrorCode::module_failed;
-  switch (s.error_code()) {
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      code = ErrorCode::invalid_argument;
-      break;
-    case grpc::StatusCode::NOT_FOUND:
-      code = ErrorCode::not_found;
-      break;
-    case grpc::StatusCode::ALREADY_EXISTS:
-      code = ErrorCode::already_exists;
-      break;
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      code = ErrorCode::failed_precondition;
-      break;
-    case grpc::StatusCode::UNAVAILABLE:
-      code = ErrorCode::unavailable;
-      break;
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      code = ErrorCode::timeout;
-      break;
-    case grpc::StatusCode::CANCELLED:
-      code = ErrorCode::cancelled;
-      break;
-    default:
-      break;
-  }
-  return Error(code, "module '" + name + "' failed: " + s.error_message());
+  Error e = convert::to_error(s);
+  return Error(e.code(), "module '" + name + "' failed: " + e.message());
 }
 
 class IsolatedModule final : public ModuleInstance {

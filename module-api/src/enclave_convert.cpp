@@ -71,28 +71,10 @@ Error to_error(const grpc::Status& s) {
   return Error(code, s.error_message());
 }
 
-const char* status_word(ServiceStatus s) {
-  switch (s) {
-    case ServiceStatus::created:
-      return "created";
-    case ServiceStatus::running:
-      return "running";
-    case ServiceStatus::paused:
-      return "paused";
-    case ServiceStatus::stopped:
-      return "stopped";
-    case ServiceStatus::exited:
-      return "exited";
-    case ServiceStatus::unknown:
-      return "unknown";
-  }
-  return "unknown";
-}
-
 ServiceStatus status_from_word(const std::string& s) {
   for (ServiceStatus v : {ServiceStatus::created, ServiceStatus::running, ServiceStatus::paused,
                           ServiceStatus::stopped, ServiceStatus::exited}) {
-    if (s == status_word(v)) return v;
+    if (s == to_string(v)) return v;
   }
   return ServiceStatus::unknown;
 }
@@ -149,7 +131,7 @@ void to_proto(const ServiceInfo& in, enclave_api::ServiceInfo* out) {
   out->set_id(in.id);
   out->set_enclave_id(in.enclave_id);
   out->set_image(in.image);
-  out->set_status(status_word(in.status));
+  out->set_status(to_string(in.status));
   out->set_ip(in.ip);
   for (const auto& p : in.ports) {
     auto* o = out->add_ports();

@@ -19,7 +19,6 @@ ServiceConfig from_proto(const enclave_api::AddServiceArgs& in);
 void to_proto(const ServiceInfo& in, enclave_api::ServiceInfo* out);
 ServiceInfo from_proto(const enclave_api::ServiceInfo& in);
 
-const char* status_word(ServiceStatus s);
 ServiceStatus status_from_word(const std::string& s);
 
 }  // namespace modhost::convert

@@ -1,5 +1,7 @@
 #include "modhost/result.hpp"
 
+#include "modhost/types.hpp"
+
 namespace modhost {
 
 std::string_view to_string(ErrorCode code) noexcept {
@@ -26,6 +28,24 @@ std::string_view to_string(ErrorCode code) noexcept {
       return "cancelled";
     case ErrorCode::internal:
       return "internal";
+  }
+  return "unknown";
+}
+
+const char* to_string(ServiceStatus s) noexcept {
+  switch (s) {
+    case ServiceStatus::created:
+      return "created";
+    case ServiceStatus::running:
+      return "running";
+    case ServiceStatus::paused:
+      return "paused";
+    case ServiceStatus::stopped:
+      return "stopped";
+    case ServiceStatus::exited:
+      return "exited";
+    case ServiceStatus::unknown:
+      return "unknown";
   }
   return "unknown";
 }

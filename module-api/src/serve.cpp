@@ -6,33 +6,11 @@
 
 #include <thread>
 
+#include "enclave_convert.hpp"
 #include "executable_module_service.grpc.pb.h"
 
 namespace modhost {
 namespace {
-
-grpc::StatusCode to_grpc(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::invalid_argument:
-      return grpc::StatusCode::INVALID_ARGUMENT;
-    case ErrorCode::not_found:
-      return grpc::StatusCode::NOT_FOUND;
-    case ErrorCode::already_exists:
-      return grpc::StatusCode::ALREADY_EXISTS;
-    case ErrorCode::failed_precondition:
-      return grpc::StatusCode::FAILED_PRECONDITION;
-    case ErrorCode::unavailable:
-      return grpc::StatusCode::UNAVAILABLE;
-    case ErrorCode::timeout:
-      return grpc::StatusCode::DEADLINE_EXCEEDED;
-    case ErrorCode::cancelled:
-      return grpc::StatusCode::CANCELLED;
-    case ErrorCode::internal:
-      return grpc::StatusCode::INTERNAL;
-    default:
-      return grpc::StatusCode::UNKNOWN;
-  }
-}
 
 class ModuleService final : public module_api::ExecutableModuleService::Service {
  public:
@@ -54,7 +32,7 @@ class ModuleService final : public module_api::ExecutableModuleService::Service 
         return Error(ErrorCode::module_failed, "module threw a non-standard exception");
       }
     }();
-    if (!result.ok()) return grpc::Status(to_grpc(result.error().code()), result.error().message());
+    if (!result.ok()) return convert::to_status(result.error());
     response->set_response_json(std::move(result).value());
     return grpc::Status::OK;
   }

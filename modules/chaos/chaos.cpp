@@ -33,24 +33,6 @@ std::string join(const std::vector<std::string>& items, std::string_view sep = "
   return out;
 }
 
-std::string_view to_string(ServiceStatus s) noexcept {
-  switch (s) {
-    case ServiceStatus::created:
-      return "created";
-    case ServiceStatus::running:
-      return "running";
-    case ServiceStatus::paused:
-      return "paused";
-    case ServiceStatus::stopped:
-      return "stopped";
-    case ServiceStatus::exited:
-      return "exited";
-    case ServiceStatus::unknown:
-      return "unknown";
-  }
-  return "unknown";
-}
-
 // Whether `action` can apply to a service in state `s`.
 bool applies(Action action, ServiceStatus s) noexcept {
   switch (action) {
@@ -356,7 +338,7 @@ Matches match_services(const Params& p, const std::vector<ServiceInfo>& services
     else if (held.count(s.name) != 0)
       m.held.push_back(s.name);
     else if (!applies(p.action, s.status))
-      m.wrong_state.push_back(s.name + " (" + std::string(to_string(s.status)) + ")");
+      m.wrong_state.push_back(s.name + " (" + std::string(modhost::to_string(s.status)) + ")");
     else
       m.eligible.push_back(s.name);
   }

@@ -2,7 +2,8 @@
 // returns what it got, so tests can check what a module can and cannot reach.
 //   {"op": "list"}                      -> {"services": ["a", "b"]}
 //   {"op": "inspect", "service": "x"}   -> {"name": "x", "ip": "..."}
-//   {"op": "bench", "calls": N}         -> {"medianMicros": M} over N list calls
+//   {"op": "bench", "calls": N, "call": "list"|"log"}
+//                                       -> {"medianMicros": M} over N calls
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
@@ -31,10 +32,15 @@ class ApiProbe final : public modhost::ExecutableModule {
     }
     if (op == "bench") {
       std::vector<double> micros;
+      bool log = v.contains("call") && v.at("call").as_string() == "log";
       for (std::int64_t i = 0; i < v.at("calls").as_int64(); ++i) {
         auto t0 = std::chrono::steady_clock::now();
-        auto list = ctx.list_services();
-        if (!list.ok()) return list.error();
+        if (log) {
+          ctx.log(modhost::LogLevel::trace, "bench");
+        } else {
+          auto list = ctx.list_services();
+          if (!list.ok()) return list.error();
+        }
         micros.push_back(
             std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
       }

@@ -52,6 +52,9 @@ struct ServiceConfig {
 
 enum class ServiceStatus { created, running, paused, stopped, exited, unknown };
 
+// "created", "running", "paused", "stopped", "exited", "unknown".
+const char* to_string(ServiceStatus s) noexcept;
+
 struct PublishedPort {
   PortSpec port;
   std::string host_ip;  // 127.0.0.1
