@@ -771,7 +771,10 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
   if (!is_2xx(sr) && sr.status != 304) return docker::engine_error(sr, ctx, ErrorCode::failed_precondition);
 
   // A container that dies at once is a failed start: report its last words.
-  const auto deadline = std::chrono::steady_clock::now() + impl_->options.startup_check;
+  // A module container needs no start check: the engine polls IsAvailable
+  // and reports an exit itself.
+  const auto deadline = std::chrono::steady_clock::now() +
+                        (config.kind == "module" ? milliseconds(0) : impl_->options.startup_check);
   json::value inspect;
   while (true) {
     MODHOST_ASSIGN_OR_RETURN(inspect, impl_->api_json(Method::get, "/containers/" + id + "/json", ctx));

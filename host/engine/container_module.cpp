@@ -71,7 +71,8 @@ class ContainerModule final : public ModuleInstance {
     (void)backend_.stop_service(enclave_id_, service_, 1);
     if (log_thread_.joinable()) log_thread_.join();
     Status removed = backend_.remove_service(enclave_id_, service_);
-    if (!removed.ok()) logger("engine")->warn("cannot remove module container: {}", removed.error().message());
+    if (!removed.ok())
+      logger("engine")->warn("cannot remove module container: {}", removed.error().message());
   }
 
   void attach(std::shared_ptr<grpc::Channel> channel) {
@@ -203,7 +204,13 @@ Result<std::unique_ptr<ModuleInstance>> start_container_module(
   module->follow_output(options.on_output);
 
   MODHOST_ASSIGN_OR_RETURN(std::string target, loopback_target(info, options.listen_port));
-  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  // The module listens a few milliseconds after its container starts: retry
+  // the connection every few milliseconds, not after gRPC's default 1 s backoff.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 10);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 10);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
+  auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   auto stub = module_api::ExecutableModuleService::NewStub(channel);
   // Poll IsAvailable until the deadline; a container that exits meanwhile fails at once.
   while (true) {
