@@ -1,7 +1,6 @@
 // The enclave, service, files, image and clean verbs as a user runs them,
-// against a real Docker engine. Each test works in its own label scope
-// (MODHOST_SCOPE) and asserts, by listing labelled resources with the Docker
-// engine itself, that nothing of its own is left.
+// against a real Docker engine (support/docker_cli.hpp: one label scope per
+// test, nothing left behind).
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -11,7 +10,7 @@
 #include <random>
 #include <thread>
 
-#include "support/process_util.hpp"
+#include "support/docker_cli.hpp"
 
 using modhost::test::CommandResult;
 using modhost::test::run_command;
@@ -19,74 +18,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kModhost = std::string(MODHOST_BIN_DIR) + "/modhost";
+using modhost::test::labelled;
+
+const std::string kModhost = modhost::test::kModhostCli;
 const std::string kDatastore = "modhost/datastore:0.1.0";
 const std::string kBusybox = "modhost/busybox:1";
 
-bool docker_answers() { return run_command({"/usr/bin/docker", "info"}).exit_code == 0; }
-
-// Resources of one label scope, as the Docker engine lists them.
-std::string labelled(const std::string& scope) {
-  std::string filter = "label=io.modhost.scope=" + scope;
-  std::string out;
-  out += run_command({"/usr/bin/docker", "ps", "-aq", "--filter", filter}).out;
-  out += run_command({"/usr/bin/docker", "network", "ls", "-q", "--filter", filter}).out;
-  out += run_command({"/usr/bin/docker", "volume", "ls", "-q", "--filter", filter}).out;
-  return out;
-}
-
-class CliDocker : public ::testing::Test {
+class CliDocker : public modhost::test::DockerCliTest {
  protected:
-  static void SetUpTestSuite() {
-    if (!docker_answers()) return;
-    // The images the project packs itself, loaded through the CLI.
-    for (const char* archive : {"modhost-datastore.tar", "modhost-busybox.tar"}) {
-      auto r = run_command({kModhost, "image", "load", std::string(MODHOST_IMAGE_DIR) + "/" + archive});
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-    }
-  }
-
-  void SetUp() override {
-    if (!docker_answers()) GTEST_SKIP() << "no Docker engine answers (scripts/start-docker starts one)";
-    std::random_device rd;
-    scope_ = "clitest" + std::to_string(rd() % 1000000);
-    ::setenv("MODHOST_SCOPE", scope_.c_str(), 1);
-  }
-
-  void TearDown() override {
-    if (scope_.empty()) return;
-    auto r = mh({"clean", "--all"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(labelled(scope_), "") << "resources left behind in scope " << scope_;
-    ::unsetenv("MODHOST_SCOPE");
-  }
-
-  CommandResult mh(std::vector<std::string> args) {
-    args.insert(args.begin(), kModhost);
-    return run_command(args);
-  }
-
-  boost::json::value mh_json(std::vector<std::string> args) {
-    args.insert(args.begin(), {"-o", "json"});
-    auto r = mh(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
-    boost::system::error_code ec;
-    auto v = boost::json::parse(r.out, ec);
-    EXPECT_FALSE(ec) << r.out;
-    return v;
-  }
-
-  // One line on stderr, the given exit code.
-  void expect_error(const CommandResult& r, int code, const std::string& needle) {
-    EXPECT_EQ(r.exit_code, code) << r.err;
-    auto pos = r.err.find("error: ");
-    ASSERT_NE(pos, std::string::npos) << r.err;
-    std::string line = r.err.substr(pos);
-    EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
-    EXPECT_NE(line.find(needle), std::string::npos) << line;
-  }
-
-  std::string scope_;
+  static void SetUpTestSuite() { load_images({"modhost-datastore.tar", "modhost-busybox.tar"}); }
 };
 
 TEST_F(CliDocker, EnclaveLifecycle) {

@@ -8,7 +8,7 @@
 #include <random>
 #include <thread>
 
-#include "support/process_util.hpp"
+#include "support/docker_cli.hpp"
 
 using modhost::test::CommandResult;
 using modhost::test::run_command;
@@ -16,74 +16,29 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kModhost = std::string(MODHOST_BIN_DIR) + "/modhost";
-const std::string kImages = MODHOST_IMAGE_DIR;
+using modhost::test::scoped_containers;
 
-bool docker_answers() { return run_command({"/usr/bin/docker", "info"}).exit_code == 0; }
+const std::string kModhost = modhost::test::kModhostCli;
 
-std::string containers_of(const std::string& scope, const std::string& kind) {
-  return run_command({"/usr/bin/docker", "ps", "-aq", "--filter", "label=io.modhost.scope=" + scope,
-                      "--filter", "label=io.modhost.kind=" + kind})
-      .out;
-}
-
-class ModuleImage : public ::testing::Test {
+class ModuleImage : public modhost::test::DockerCliTest {
  protected:
   static void SetUpTestSuite() {
-    if (!docker_answers()) return;
-    for (const char* archive :
-         {"modhost-datastore.tar", "modhost-busybox.tar", "modhost-module-hello.tar",
-          "modhost-module-datastore_army.tar", "test-module-fails.tar", "test-module-segfault.tar",
-          "test-module-hang.tar", "test-module-api_probe.tar"}) {
-      auto r = run_command({kModhost, "image", "load", kImages + "/" + archive});
-      ASSERT_EQ(r.exit_code, 0) << archive << ": " << r.err;
-    }
-  }
-
-  void SetUp() override {
-    if (!docker_answers()) GTEST_SKIP() << "no Docker engine answers (scripts/start-docker starts one)";
-    std::random_device rd;
-    scope_ = "modimg" + std::to_string(rd() % 1000000);
-    ::setenv("MODHOST_SCOPE", scope_.c_str(), 1);
+    load_images({"modhost-datastore.tar", "modhost-busybox.tar", "modhost-module-hello.tar",
+                 "modhost-module-datastore_army.tar", "test-module-fails.tar", "test-module-segfault.tar",
+                 "test-module-hang.tar", "test-module-api_probe.tar"});
   }
 
   void TearDown() override {
-    if (scope_.empty()) return;
-    EXPECT_EQ(containers_of(scope_, "module"), "") << "a module container outlived its exec";
-    EXPECT_EQ(mh({"clean", "--all"}).exit_code, 0);
-    auto left =
-        run_command({"/usr/bin/docker", "ps", "-aq", "--filter", "label=io.modhost.scope=" + scope_}).out +
-        run_command(
-            {"/usr/bin/docker", "network", "ls", "-q", "--filter", "label=io.modhost.scope=" + scope_})
-            .out;
-    EXPECT_EQ(left, "");
-    ::unsetenv("MODHOST_SCOPE");
-  }
-
-  CommandResult mh(std::vector<std::string> args) {
-    args.insert(args.begin(), kModhost);
-    return run_command(args);
+    if (!scope_.empty()) {
+      EXPECT_EQ(scoped_containers(scope_, "module"), "") << "a module container outlived its exec";
+    }
+    DockerCliTest::TearDown();
   }
 
   boost::json::value exec_json(std::vector<std::string> args) {
-    args.insert(args.begin(), {"-o", "json", "module", "exec"});
-    auto r = mh(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
-    boost::system::error_code ec;
-    auto v = boost::json::parse(r.out, ec);
-    EXPECT_FALSE(ec) << r.out;
-    return v;
+    args.insert(args.begin(), {"module", "exec"});
+    return mh_json(args);
   }
-
-  void expect_error(const CommandResult& r, int code, const std::string& needle) {
-    EXPECT_EQ(r.exit_code, code) << r.err;
-    auto pos = r.err.find("error: ");
-    ASSERT_NE(pos, std::string::npos) << r.err;
-    std::string line = r.err.substr(pos, r.err.find('\n', pos) - pos);
-    EXPECT_NE(line.find(needle), std::string::npos) << line;
-  }
-
-  std::string scope_;
 };
 
 TEST_F(ModuleImage, ExecCreatesAnEnclaveRunsTheModuleAndKeepsTheEnclave) {
@@ -94,7 +49,7 @@ TEST_F(ModuleImage, ExecCreatesAnEnclaveRunsTheModuleAndKeepsTheEnclave) {
   std::string enclave(v.at("enclaveId").as_string());
   EXPECT_EQ(v.at("result").at("enclaveId").as_string(), enclave);
   // The module container is gone, the enclave is still there.
-  EXPECT_EQ(containers_of(scope_, "module"), "");
+  EXPECT_EQ(scoped_containers(scope_, "module"), "");
   EXPECT_EQ(mh({"enclave", "inspect", enclave}).exit_code, 0);
 
   auto text = mh({"module", "exec", "modhost/hello-module:0.1.0"});
@@ -193,7 +148,7 @@ TEST_F(ModuleImage, CtrlCRemovesTheModuleContainerAndKeepsTheEnclave) {
   ::close(out_pipe[0]);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 130);
-  EXPECT_EQ(containers_of(scope_, "module"), "");
+  EXPECT_EQ(scoped_containers(scope_, "module"), "");
   EXPECT_EQ(mh({"enclave", "inspect", "int"}).exit_code, 0);
 }
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "support/process_util.hpp"
+#include "support/docker_cli.hpp"
 
 using modhost::test::CommandResult;
 using modhost::test::run_command;
@@ -20,60 +20,19 @@ namespace {
 
 const std::string kModhost = std::string(MODHOST_BIN_DIR) + "/modhost";
 const std::string kImage = "modhost-test/python-kurtosis-module:1";
-const std::string kArchive = std::string(MODHOST_IMAGE_DIR) + "/modhost-module-python-kurtosis.tar";
-
-bool docker_answers() { return run_command({"/usr/bin/docker", "info"}).exit_code == 0; }
-
-std::string scope_filter(const std::string& scope) { return "label=io.modhost.scope=" + scope; }
-
-// The containers of one label scope, as the Docker engine lists them.
-std::string containers(const std::string& scope) {
-  return run_command({"/usr/bin/docker", "ps", "-aq", "--filter", scope_filter(scope)}).out;
-}
-
-// Every resource of one label scope.
-std::string labelled(const std::string& scope) {
-  std::string out = containers(scope);
-  out += run_command({"/usr/bin/docker", "network", "ls", "-q", "--filter", scope_filter(scope)}).out;
-  out += run_command({"/usr/bin/docker", "volume", "ls", "-q", "--filter", scope_filter(scope)}).out;
-  return out;
-}
 
 bool is_hex_id(const std::string& s) {
   return s.size() == 32 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
-class PythonModule : public ::testing::Test {
+class PythonModule : public modhost::test::DockerCliTest {
  protected:
-  static void SetUpTestSuite() {
-    if (!docker_answers()) return;
-    auto r = run_command({kModhost, "image", "load", kArchive});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
-
-  void SetUp() override {
-    if (!docker_answers()) GTEST_SKIP() << "no Docker engine answers (scripts/start-docker starts one)";
-    std::random_device rd;
-    scope_ = "pymodtest" + std::to_string(rd() % 1000000);
-    ::setenv("MODHOST_SCOPE", scope_.c_str(), 1);
-  }
-
-  void TearDown() override {
-    if (scope_.empty()) return;
-    auto r = mh({"clean", "--all"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(labelled(scope_), "") << "resources left behind in scope " << scope_;
-    ::unsetenv("MODHOST_SCOPE");
-  }
-
-  CommandResult mh(std::vector<std::string> args) {
-    args.insert(args.begin(), kModhost);
-    return run_command(args);
-  }
+  static void SetUpTestSuite() { load_images({"modhost-module-python-kurtosis.tar"}); }
 
   // After a run the module container is gone; its enclave stays.
   void expect_only_the_enclave_left() {
-    EXPECT_EQ(containers(scope_), "") << "a module container is left in scope " << scope_;
+    EXPECT_EQ(modhost::test::scoped_containers(scope_), "")
+        << "a module container is left in scope " << scope_;
     auto ls = mh({"-o", "json", "enclave", "ls"});
     ASSERT_EQ(ls.exit_code, 0) << ls.err;
     EXPECT_EQ(boost::json::parse(ls.out).at("enclaves").as_array().size(), 1u) << ls.out;
@@ -136,7 +95,7 @@ TEST_F(PythonModule, AFailingExecuteIsAOneLineErrorWithExitCode9) {
   const std::string message(out.at("error").at("message").as_string());
   EXPECT_NE(message.find("nope"), std::string::npos) << message;
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-  EXPECT_EQ(containers(scope_), "") << "a module container is left in scope " << scope_;
+  EXPECT_EQ(modhost::test::scoped_containers(scope_), "") << "a module container is left in scope " << scope_;
 }
 
 }  // namespace

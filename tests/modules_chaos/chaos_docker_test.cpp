@@ -16,7 +16,7 @@
 #include <sstream>
 #include <thread>
 
-#include "support/process_util.hpp"
+#include "support/docker_cli.hpp"
 
 using modhost::test::CommandResult;
 using modhost::test::run_command;
@@ -24,21 +24,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kModhost = std::string(MODHOST_BIN_DIR) + "/modhost";
+const std::string kModhost = modhost::test::kModhostCli;
 const std::string kDocker = "/usr/bin/docker";
 const std::string kBusybox = "modhost/busybox:1";
-
-bool docker_answers() { return run_command({kDocker, "info"}).exit_code == 0; }
-
-// Resources of one label scope, as the Docker engine lists them.
-std::string labelled(const std::string& scope) {
-  std::string filter = "label=io.modhost.scope=" + scope;
-  std::string out;
-  out += run_command({kDocker, "ps", "-aq", "--filter", filter}).out;
-  out += run_command({kDocker, "network", "ls", "-q", "--filter", filter}).out;
-  out += run_command({kDocker, "volume", "ls", "-q", "--filter", filter}).out;
-  return out;
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -85,37 +73,16 @@ std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
   }
 }
 
-class ChaosDocker : public ::testing::Test {
+class ChaosDocker : public modhost::test::DockerCliTest {
  protected:
-  static void SetUpTestSuite() {
-    if (!docker_answers()) return;
-    auto r =
-        run_command({kModhost, "image", "load", std::string(MODHOST_IMAGE_DIR) + "/modhost-busybox.tar"});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
-
-  void SetUp() override {
-    if (!docker_answers()) GTEST_SKIP() << "no Docker engine answers (scripts/start-docker starts one)";
-    std::random_device rd;
-    scope_ = "chaostest" + std::to_string(rd() % 1000000);
-    ::setenv("MODHOST_SCOPE", scope_.c_str(), 1);
-  }
+  static void SetUpTestSuite() { load_images({"modhost-busybox.tar"}); }
 
   void TearDown() override {
-    if (scope_.empty()) return;
-    if (background_.pid > 0 && !wait_exit(background_.pid, 0ms)) {
+    if (!scope_.empty() && background_.pid > 0 && !wait_exit(background_.pid, 0ms)) {
       ::kill(background_.pid, SIGKILL);
       wait_exit(background_.pid, 10s);
     }
-    auto r = mh({"clean", "--all"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(labelled(scope_), "") << "resources left behind in scope " << scope_;
-    ::unsetenv("MODHOST_SCOPE");
-  }
-
-  CommandResult mh(std::vector<std::string> args) {
-    args.insert(args.begin(), kModhost);
-    return run_command(args);
+    DockerCliTest::TearDown();
   }
 
   // An enclave with busybox services (`sleep 3600`), each with its labels.
@@ -190,17 +157,6 @@ class ChaosDocker : public ::testing::Test {
     return false;
   }
 
-  // One line on stderr starting "error: ", the given exit code.
-  void expect_error(const CommandResult& r, int code, const std::string& needle) {
-    EXPECT_EQ(r.exit_code, code) << r.err;
-    auto pos = r.err.find("error: ");
-    ASSERT_NE(pos, std::string::npos) << r.err;
-    std::string line = r.err.substr(pos);
-    EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
-    EXPECT_NE(line.find(needle), std::string::npos) << line;
-  }
-
-  std::string scope_;
   Background background_;
 };
 

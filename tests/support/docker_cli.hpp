@@ -1,0 +1,94 @@
+// A test fixture for driving the `modhost` CLI against a real Docker engine.
+// Each test works in its own label scope (MODHOST_SCOPE) and asserts, by
+// listing labelled resources with the Docker engine itself, that nothing of
+// its own is left.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <initializer_list>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "support/process_util.hpp"
+
+namespace modhost::test {
+
+inline const std::string kModhostCli = std::string(MODHOST_BIN_DIR) + "/modhost";
+
+inline bool docker_answers() { return run_command({"/usr/bin/docker", "info"}).exit_code == 0; }
+
+// Containers of one label scope (of one kind, if given), as Docker lists them.
+inline std::string scoped_containers(const std::string& scope, const std::string& kind = "") {
+  std::vector<std::string> args = {"/usr/bin/docker", "ps", "-aq", "--filter",
+                                   "label=io.modhost.scope=" + scope};
+  if (!kind.empty()) args.insert(args.end(), {"--filter", "label=io.modhost.kind=" + kind});
+  return run_command(args).out;
+}
+
+// Every container, network and volume of one label scope.
+inline std::string labelled(const std::string& scope) {
+  std::string filter = "label=io.modhost.scope=" + scope;
+  return scoped_containers(scope) +
+         run_command({"/usr/bin/docker", "network", "ls", "-q", "--filter", filter}).out +
+         run_command({"/usr/bin/docker", "volume", "ls", "-q", "--filter", filter}).out;
+}
+
+class DockerCliTest : public ::testing::Test {
+ protected:
+  // Loads image archives the build packed (build/images/NAME) once per suite.
+  static void load_images(std::initializer_list<const char*> archives) {
+    if (!docker_answers()) return;
+    for (const char* archive : archives) {
+      auto r = run_command({kModhostCli, "image", "load", std::string(MODHOST_IMAGE_DIR) + "/" + archive});
+      ASSERT_EQ(r.exit_code, 0) << archive << ": " << r.err;
+    }
+  }
+
+  void SetUp() override {
+    if (!docker_answers()) GTEST_SKIP() << "no Docker engine answers (scripts/start-docker starts one)";
+    std::random_device rd;
+    scope_ = "test" + std::to_string(rd() % 100000000);
+    ::setenv("MODHOST_SCOPE", scope_.c_str(), 1);
+  }
+
+  void TearDown() override {
+    if (scope_.empty()) return;
+    auto r = mh({"clean", "--all"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(labelled(scope_), "") << "resources left behind in scope " << scope_;
+    ::unsetenv("MODHOST_SCOPE");
+  }
+
+  CommandResult mh(std::vector<std::string> args) {
+    args.insert(args.begin(), kModhostCli);
+    return run_command(args);
+  }
+
+  // Runs with --output json, expects success, returns the document.
+  boost::json::value mh_json(std::vector<std::string> args) {
+    args.insert(args.begin(), {"-o", "json"});
+    auto r = mh(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+    boost::system::error_code ec;
+    auto v = boost::json::parse(r.out, ec);
+    EXPECT_FALSE(ec) << r.out;
+    return v;
+  }
+
+  // The given exit code, and an error that is one line on stderr,
+  // "error: ...", containing `needle`.
+  void expect_error(const CommandResult& r, int code, const std::string& needle) {
+    EXPECT_EQ(r.exit_code, code) << r.err;
+    auto pos = r.err.find("error: ");
+    ASSERT_NE(pos, std::string::npos) << r.err;
+    std::string line = r.err.substr(pos, r.err.find('\n', pos) - pos);
+    EXPECT_NE(line.find(needle), std::string::npos) << line;
+  }
+
+  std::string scope_;
+};
+
+}  // namespace modhost::test
