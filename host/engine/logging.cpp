@@ -31,6 +31,13 @@ spdlog::level::level_enum to_spdlog(LogLevel level) {
   return spdlog::level::info;
 }
 
+// What modules log is part of their output: shown at info even when the
+// host's own level is warn (the default); a lower host level lowers it too.
+spdlog::level::level_enum level_for(const std::string& name) {
+  if (name.rfind("module.", 0) == 0) return std::min(current_level, spdlog::level::info);
+  return current_level;
+}
+
 spdlog::sink_ptr sink_locked() {
   if (!shared_sink) {
     shared_sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
@@ -46,7 +53,7 @@ void init_logging(LogLevel level, const std::string& pattern) {
   auto sink = sink_locked();
   if (!pattern.empty()) sink->set_pattern(pattern);
   current_level = to_spdlog(level);
-  spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->set_level(current_level); });
+  spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->set_level(level_for(l->name())); });
 }
 
 std::shared_ptr<spdlog::logger> logger(const std::string& name) {
@@ -55,7 +62,7 @@ std::shared_ptr<spdlog::logger> logger(const std::string& name) {
   std::vector<spdlog::sink_ptr> sinks = {sink_locked()};
   sinks.insert(sinks.end(), extra_sinks.begin(), extra_sinks.end());
   auto created = std::make_shared<spdlog::logger>(name, sinks.begin(), sinks.end());
-  created->set_level(current_level);
+  created->set_level(level_for(name));
   spdlog::register_logger(created);
   return created;
 }
