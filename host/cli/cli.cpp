@@ -107,6 +107,12 @@ Result<backend::Backend*> get_backend(const GlobalOptions& g) {
   return e->backend();
 }
 
+Result<EnclaveTarget> open_enclave(const GlobalOptions& g, const std::string& ref) {
+  MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, get_backend(g));
+  MODHOST_ASSIGN_OR_RETURN(backend::EnclaveInfo e, b->find_enclave(ref));
+  return EnclaveTarget{b, e.id};
+}
+
 Result<std::pair<std::string, std::string>> parse_key_value(std::string_view text, std::string_view what) {
   auto eq = text.find('=');
   if (eq == std::string_view::npos || eq == 0) {

@@ -65,6 +65,13 @@ Result<engine::Engine*> get_engine(const GlobalOptions& g);
 // The engine's backend, connected.
 Result<backend::Backend*> get_backend(const GlobalOptions& g);
 
+// The backend and the id of ENCLAVE (a UUID, a unique UUID prefix or a name).
+struct EnclaveTarget {
+  backend::Backend* backend = nullptr;
+  std::string id;
+};
+Result<EnclaveTarget> open_enclave(const GlobalOptions& g, const std::string& ref);
+
 // Parses "K=V" into key and value; the key must be non-empty.
 Result<std::pair<std::string, std::string>> parse_key_value(std::string_view text, std::string_view what);
 

@@ -18,11 +18,6 @@ struct FilesArgs {
   std::string enclave, path, name, service, dest, tgz;
 };
 
-Result<std::string> resolve_enclave(backend::Backend& b, const std::string& ref) {
-  MODHOST_ASSIGN_OR_RETURN(backend::EnclaveInfo e, b.find_enclave(ref));
-  return e.id;
-}
-
 void print_artifact(const GlobalOptions& g, const backend::ArtifactInfo& a, const char* verb) {
   if (g.json())
     print_json(to_json(a));
@@ -40,23 +35,19 @@ int run_upload(const GlobalOptions& g, const FilesArgs& a) {
   if (!tar.ok()) return fail(g, tar.error());
   auto tgz = image::gzip_compress(tar.value());
   if (!tgz.ok()) return fail(g, tgz.error());
-  auto b = get_backend(g);
-  if (!b.ok()) return fail(g, b.error());
-  auto id = resolve_enclave(*b.value(), a.enclave);
-  if (!id.ok()) return fail(g, id.error());
+  auto enc = open_enclave(g, a.enclave);
+  if (!enc.ok()) return fail(g, enc.error());
   progress(g, "Uploading '" + a.path + "' as files artifact '" + name + "'...");
-  auto stored = b.value()->store_artifact(id.value(), name, tgz.value());
+  auto stored = enc->backend->store_artifact(enc->id, name, tgz.value());
   if (!stored.ok()) return fail(g, stored.error());
   print_artifact(g, stored.value(), "Stored");
   return kExitOk;
 }
 
 int run_ls(const GlobalOptions& g, const std::string& enclave) {
-  auto b = get_backend(g);
-  if (!b.ok()) return fail(g, b.error());
-  auto id = resolve_enclave(*b.value(), enclave);
-  if (!id.ok()) return fail(g, id.error());
-  auto list = b.value()->list_artifacts(id.value());
+  auto enc = open_enclave(g, enclave);
+  if (!enc.ok()) return fail(g, enc.error());
+  auto list = enc->backend->list_artifacts(enc->id);
   if (!list.ok()) return fail(g, list.error());
   if (g.json()) {
     boost::json::array arr;
@@ -71,11 +62,9 @@ int run_ls(const GlobalOptions& g, const std::string& enclave) {
 }
 
 int run_download(const GlobalOptions& g, const FilesArgs& a) {
-  auto b = get_backend(g);
-  if (!b.ok()) return fail(g, b.error());
-  auto id = resolve_enclave(*b.value(), a.enclave);
-  if (!id.ok()) return fail(g, id.error());
-  auto bytes = b.value()->download_artifact(id.value(), a.name);
+  auto enc = open_enclave(g, a.enclave);
+  if (!enc.ok()) return fail(g, enc.error());
+  auto bytes = enc->backend->download_artifact(enc->id, a.name);
   if (!bytes.ok()) return fail(g, bytes.error());
   if (!a.tgz.empty()) {
     std::ofstream out(a.tgz, std::ios::binary);
@@ -99,14 +88,12 @@ int run_download(const GlobalOptions& g, const FilesArgs& a) {
 }
 
 int run_store_from_service(const GlobalOptions& g, const FilesArgs& a) {
-  auto b = get_backend(g);
-  if (!b.ok()) return fail(g, b.error());
-  auto id = resolve_enclave(*b.value(), a.enclave);
-  if (!id.ok()) return fail(g, id.error());
+  auto enc = open_enclave(g, a.enclave);
+  if (!enc.ok()) return fail(g, enc.error());
   std::string name = a.name.empty() ? fs::path(a.path).filename().string() : a.name;
   if (name.empty()) name = a.service + "-files";
   progress(g, "Copying '" + a.path + "' out of service '" + a.service + "'...");
-  auto stored = b.value()->store_from_service(id.value(), a.service, a.path, name);
+  auto stored = enc->backend->store_from_service(enc->id, a.service, a.path, name);
   if (!stored.ok()) return fail(g, stored.error());
   print_artifact(g, stored.value(), "Stored");
   return kExitOk;

@@ -98,12 +98,6 @@ struct AddArgs {
   int wait_retries = 60;
 };
 
-// Resolves ENCLAVE (id, prefix or name) to its id.
-Result<std::string> enclave_id(backend::Backend& b, const std::string& ref) {
-  MODHOST_ASSIGN_OR_RETURN(backend::EnclaveInfo e, b.find_enclave(ref));
-  return e.id;
-}
-
 Result<ServiceConfig> build_config(const AddArgs& a) {
   ServiceConfig c;
   c.name = a.name;
@@ -163,18 +157,16 @@ int run_add(const GlobalOptions& g, const AddArgs& a) {
     if (!w.ok()) return fail(g, w.error());
     wait = w.value();
   }
-  auto b = get_backend(g);
-  if (!b.ok()) return fail(g, b.error());
-  auto id = enclave_id(*b.value(), a.enclave);
-  if (!id.ok()) return fail(g, id.error());
+  auto enc = open_enclave(g, a.enclave);
+  if (!enc.ok()) return fail(g, enc.error());
   progress(g, "Adding service '" + a.name + "' (" + a.image + ")...");
-  auto s = b.value()->add_service(id.value(), config.value());
+  auto s = enc->backend->add_service(enc->id, config.value());
   if (!s.ok()) return fail(g, s.error());
   if (wait) {
     progress(g, "Waiting for service '" + a.name + "' to be ready (" + a.wait + ")...");
-    if (auto r = b.value()->wait_ready(id.value(), a.name, *wait); !r.ok()) {
+    if (auto r = enc->backend->wait_ready(enc->id, a.name, *wait); !r.ok()) {
       // A service that never became ready is not left half-started.
-      (void)b.value()->remove_service(id.value(), a.name);
+      (void)enc->backend->remove_service(enc->id, a.name);
       return fail(g, r.error().context("service '" + a.name + "' was removed"));
     }
   }
@@ -204,16 +196,15 @@ struct Target {
 
 // Runs `action` on one service and reports "<verb> service 'x'".
 template <typename F>
-int run_on_service(const GlobalOptions& g, const Target& t, const char* verb, F action) {
-  auto b = get_backend(g);
-  if (!b.ok()) return fail(g, b.error());
-  auto id = enclave_id(*b.value(), t.enclave);
-  if (!id.ok()) return fail(g, id.error());
-  if (Status s = action(*b.value(), id.value()); !s.ok()) return fail(g, s.error());
-  if (g.json())
-    print_json(boost::json::object{{"service", t.name}, {"action", verb}});
-  else
-    std::printf("%s service '%s'\n", verb, t.name.c_str());
+int run_on_service(const GlobalOptions& g, const Target& target, const char* verb, F action) {
+  auto enc = open_enclave(g, target.enclave);
+  if (!enc.ok()) return fail(g, enc.error());
+  if (Status s = action(*enc->backend, enc->id); !s.ok()) return fail(g, s.error());
+  if (g.json()) {
+    print_json(boost::json::object{{"service", target.name}, {"action", verb}});
+  } else {
+    std::printf("%s service '%s'\n", verb, target.name.c_str());
+  }
   return kExitOk;
 }
 
@@ -269,11 +260,9 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
   CLI::App* ls = service->add_subcommand("ls", "List the services of an enclave");
   ls->add_option("enclave", *enclave, "Enclave UUID, UUID prefix or name")->required();
   ls->callback([&g, enclave] {
-    auto b = get_backend(g);
-    if (!b.ok()) return void(g_exit_code = fail(g, b.error()));
-    auto id = enclave_id(*b.value(), *enclave);
-    if (!id.ok()) return void(g_exit_code = fail(g, id.error()));
-    auto list = b.value()->list_services(id.value());
+    auto enc = open_enclave(g, *enclave);
+    if (!enc.ok()) return void(g_exit_code = fail(g, enc.error()));
+    auto list = enc->backend->list_services(enc->id);
     if (!list.ok()) return void(g_exit_code = fail(g, list.error()));
     // Module containers are listed by 'enclave inspect', not here.
     std::erase_if(list.value(), [](const ServiceInfo& s) {
@@ -304,11 +293,9 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
   CLI::App* inspect = service->add_subcommand("inspect", "Show a service: status, IP, ports, labels");
   add_target(inspect);
   inspect->callback([&g, target] {
-    auto b = get_backend(g);
-    if (!b.ok()) return void(g_exit_code = fail(g, b.error()));
-    auto id = enclave_id(*b.value(), target->enclave);
-    if (!id.ok()) return void(g_exit_code = fail(g, id.error()));
-    auto s = b.value()->inspect_service(id.value(), target->name);
+    auto enc = open_enclave(g, target->enclave);
+    if (!enc.ok()) return void(g_exit_code = fail(g, enc.error()));
+    auto s = enc->backend->inspect_service(enc->id, target->name);
     if (!s.ok()) return void(g_exit_code = fail(g, s.error()));
     if (g.json())
       print_json(to_json(s.value()));
@@ -382,11 +369,9 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
   add_target(logs);
   logs->add_flag("--follow,-f", *follow, "Keep printing until the service ends or Ctrl-C");
   logs->callback([&g, target, follow] {
-    auto b = get_backend(g);
-    if (!b.ok()) return void(g_exit_code = fail(g, b.error()));
-    auto id = enclave_id(*b.value(), target->enclave);
-    if (!id.ok()) return void(g_exit_code = fail(g, id.error()));
-    Status s = b.value()->logs(id.value(), target->name, *follow, [](std::string_view chunk) {
+    auto enc = open_enclave(g, target->enclave);
+    if (!enc.ok()) return void(g_exit_code = fail(g, enc.error()));
+    Status s = enc->backend->logs(enc->id, target->name, *follow, [](std::string_view chunk) {
       std::fwrite(chunk.data(), 1, chunk.size(), stdout);
       std::fflush(stdout);
       return true;
@@ -399,11 +384,9 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
   add_target(exec);
   exec->add_option("argv", *argv, "Command and arguments (after --)")->required();
   exec->callback([&g, target, argv] {
-    auto b = get_backend(g);
-    if (!b.ok()) return void(g_exit_code = fail(g, b.error()));
-    auto id = enclave_id(*b.value(), target->enclave);
-    if (!id.ok()) return void(g_exit_code = fail(g, id.error()));
-    auto r = b.value()->exec(id.value(), target->name, *argv);
+    auto enc = open_enclave(g, target->enclave);
+    if (!enc.ok()) return void(g_exit_code = fail(g, enc.error()));
+    auto r = enc->backend->exec(enc->id, target->name, *argv);
     if (!r.ok()) return void(g_exit_code = fail(g, r.error()));
     if (g.json()) {
       print_json(boost::json::object{{"exitCode", r->exit_code}, {"output", r->output}});
@@ -418,18 +401,16 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
       "shell", "A line-oriented shell in a service: each line you type runs as 'sh -c LINE' (Ctrl-D ends)");
   add_target(shell);
   shell->callback([&g, target] {
-    auto b = get_backend(g);
-    if (!b.ok()) return void(g_exit_code = fail(g, b.error()));
-    auto id = enclave_id(*b.value(), target->enclave);
-    if (!id.ok()) return void(g_exit_code = fail(g, id.error()));
-    auto s = b.value()->inspect_service(id.value(), target->name);
+    auto enc = open_enclave(g, target->enclave);
+    if (!enc.ok()) return void(g_exit_code = fail(g, enc.error()));
+    auto s = enc->backend->inspect_service(enc->id, target->name);
     if (!s.ok()) return void(g_exit_code = fail(g, s.error()));
     std::string line;
     while (true) {
       std::fprintf(stderr, "%s$ ", target->name.c_str());
       if (!std::getline(std::cin, line)) break;
       if (line.empty()) continue;
-      auto r = b.value()->exec(id.value(), target->name, {"sh", "-c", line});
+      auto r = enc->backend->exec(enc->id, target->name, {"sh", "-c", line});
       if (!r.ok()) {
         std::fprintf(stderr, "error: %s\n", r.error().message().c_str());
         continue;
