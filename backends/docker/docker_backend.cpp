@@ -791,8 +791,11 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
       return Error(ErrorCode::failed_precondition, ctx + ": it exited at once with code " +
                                                        std::to_string(code) + "; its last output: " + out);
     }
-    if (std::chrono::steady_clock::now() >= deadline) break;
-    std::this_thread::sleep_for(milliseconds(50));
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) break;
+    // Look again at the deadline itself, not a whole interval past it.
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(milliseconds(50), deadline - now));
   }
   guard.release();
   ServiceInfo info = impl_->service_info(inspect, e);
