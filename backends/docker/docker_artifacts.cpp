@@ -27,14 +27,13 @@ namespace modhost::backend {
 
 using docker::Enclave;
 using docker::HttpResponse;
+using docker::is_2xx;
 using docker::Method;
 using docker::ServiceRef;
 using docker::url_encode;
 namespace json = boost::json;
 
 namespace {
-
-bool is_2xx(const HttpResponse& r) { return r.status >= 200 && r.status < 300; }
 
 constexpr const char* kTgzFile = "artifact.tgz";
 

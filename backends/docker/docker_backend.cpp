@@ -14,6 +14,7 @@ namespace modhost::backend {
 
 using docker::Enclave;
 using docker::HttpResponse;
+using docker::is_2xx;
 using docker::Method;
 using docker::ServiceRef;
 using docker::url_encode;
@@ -36,8 +37,6 @@ std::shared_ptr<spdlog::logger> component_logger() {
   }
   return logger;
 }
-
-bool is_2xx(const HttpResponse& r) { return r.status >= 200 && r.status < 300; }
 
 // Running for the purpose of "has running services": paused and restarting count.
 bool container_active(const json::value& c) {
@@ -1016,12 +1015,8 @@ Status DockerBackend::wait_ready(std::string_view enclave_id, std::string_view n
 // ---------------------------------------------------------------------------
 // Images and network hooks
 
-Status DockerBackend::Impl::load_archive_bytes(std::string_view bytes, std::string_view what) {
-  const std::string ctx = "failed to load " + std::string(what);
-  MODHOST_ASSIGN_OR_RETURN(
-      HttpResponse r, api(Method::post, "/images/load?quiet=1", bytes, std::nullopt, "application/x-tar"));
-  if (!is_2xx(r)) return docker::engine_error(r, ctx);
-  // 200 with a JSON message stream; a failure shows as {"error": ...} inside it.
+Status DockerBackend::Impl::check_image_load(const HttpResponse& r, const std::string& context) const {
+  if (!is_2xx(r)) return docker::engine_error(r, context);
   std::string_view rest = r.body;
   while (!rest.empty()) {
     auto nl = rest.find('\n');
@@ -1032,37 +1027,28 @@ Status DockerBackend::Impl::load_archive_bytes(std::string_view bytes, std::stri
     json::value v = json::parse(line, ec);
     if (ec) continue;
     if (const std::string err = docker::str_at(v, "error"); !err.empty()) {
-      return Error(ErrorCode::invalid_argument, ctx + ": " + err);
+      return Error(ErrorCode::invalid_argument, context + ": " + err);
+    }
+    if (std::string msg = docker::str_at(v, "stream"); !msg.empty()) {
+      while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+      log->info("{}", msg);
     }
   }
   return ok_status();
 }
 
+Status DockerBackend::Impl::load_archive_bytes(std::string_view bytes, std::string_view what) {
+  MODHOST_ASSIGN_OR_RETURN(
+      HttpResponse r, api(Method::post, "/images/load?quiet=1", bytes, std::nullopt, "application/x-tar"));
+  return check_image_load(r, "failed to load " + std::string(what));
+}
+
 Status DockerBackend::load_image(std::string_view archive_path) {
-  const std::string ctx = "failed to load image archive '" + std::string(archive_path) + "'";
   MODHOST_ASSIGN_OR_RETURN(
       HttpResponse r,
       impl_->client.upload_file(Method::post, std::string(docker::kApiPrefix) + "/images/load?quiet=1",
                                 std::string(archive_path), "application/x-tar"));
-  if (!is_2xx(r)) return docker::engine_error(r, ctx);
-  std::string_view rest = r.body;
-  while (!rest.empty()) {
-    auto nl = rest.find('\n');
-    std::string_view line = rest.substr(0, nl);
-    rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
-    boost::system::error_code ec;
-    json::value v = json::parse(line, ec);
-    if (ec) continue;
-    if (const std::string err = docker::str_at(v, "error"); !err.empty()) {
-      return Error(ErrorCode::invalid_argument, ctx + ": " + err);
-    }
-    if (const std::string msg = docker::str_at(v, "stream"); !msg.empty()) {
-      std::string m = msg;
-      while (!m.empty() && m.back() == '\n') m.pop_back();
-      impl_->log->info("{}", m);
-    }
-  }
-  return ok_status();
+  return impl_->check_image_load(r, "failed to load image archive '" + std::string(archive_path) + "'");
 }
 
 Result<bool> DockerBackend::image_exists(std::string_view reference) {

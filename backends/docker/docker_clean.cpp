@@ -15,13 +15,12 @@ namespace modhost::backend {
 
 using docker::Enclave;
 using docker::HttpResponse;
+using docker::is_2xx;
 using docker::Method;
 using docker::url_encode;
 namespace json = boost::json;
 
 namespace {
-
-bool is_2xx(const HttpResponse& r) { return r.status >= 200 && r.status < 300; }
 
 bool older_than_grace(const json::value& owner) {
   auto created = docker::parse_rfc3339(docker::label_of(owner, kLabelCreated));

@@ -54,6 +54,8 @@ Error engine_error(const HttpResponse& r, std::string_view context,
 // Docker's {"message": ...} or the raw body.
 std::string engine_message(const HttpResponse& r);
 
+inline bool is_2xx(const HttpResponse& r) { return r.status >= 200 && r.status < 300; }
+
 struct Enclave {
   EnclaveInfo info;
   std::string network_id;
@@ -121,6 +123,9 @@ struct DockerBackend::Impl {
                                     bool read_only);
   Result<ArtifactInfo> store(const docker::Enclave& e, std::string_view name, std::string_view tgz);
   Status load_archive_bytes(std::string_view bytes, std::string_view what);
+  // The answer of POST /images/load: a failure can come as 200 with
+  // {"error": ...} in its JSON message stream; progress lines are logged.
+  Status check_image_load(const docker::HttpResponse& r, const std::string& context) const;
 };
 
 }  // namespace modhost::backend
