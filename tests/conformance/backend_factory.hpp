@@ -14,6 +14,12 @@
 
 namespace modhost::testing {
 
+// "ok", or the error's message: for assertion output.
+template <class T>
+std::string describe(const Result<T>& r) {
+  return r.ok() ? "ok" : r.error().message();
+}
+
 // The busybox image every test service runs (sh, nc, httpd, cat, sleep, ...;
 // /www/index.html holds kTestIndexBody).
 inline constexpr const char* kTestImage = "modhost-test/busybox:2";
@@ -55,3 +61,10 @@ bool ip_in_subnet(const std::string& ip, const std::string& cidr);
 std::string make_tgz(const std::vector<std::pair<std::string, std::string>>& files);
 
 }  // namespace modhost::testing
+
+// Asserts a Result or Status is ok, printing its error otherwise.
+#define ASSERT_OK(expr)                                                         \
+  do {                                                                          \
+    const auto& modhost_ok_ = (expr);                                           \
+    ASSERT_TRUE(modhost_ok_.ok()) << ::modhost::testing::describe(modhost_ok_); \
+  } while (false)

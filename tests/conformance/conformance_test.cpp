@@ -19,17 +19,7 @@ using backend::EnclaveStatus;
 using backend::ReadinessCheck;
 using namespace std::chrono_literals;
 
-std::string describe(const Status& s) { return s.ok() ? "ok" : s.error().message(); }
-template <class T>
-std::string describe(const Result<T>& r) {
-  return r.ok() ? "ok" : r.error().message();
-}
-
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    const auto& modhost_ok_ = (expr);                       \
-    ASSERT_TRUE(modhost_ok_.ok()) << describe(modhost_ok_); \
-  } while (false)
+using modhost::testing::describe;
 
 #define EXPECT_CODE(expr, code_)                                                            \
   do {                                                                                      \

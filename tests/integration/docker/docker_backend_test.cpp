@@ -29,15 +29,7 @@ using backend::docker::Method;
 using backend::docker::StreamDemuxer;
 using namespace std::chrono_literals;
 
-template <class T>
-std::string describe(const Result<T>& r) {
-  return r.ok() ? "ok" : r.error().message();
-}
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    const auto& modhost_ok_ = (expr);                       \
-    ASSERT_TRUE(modhost_ok_.ok()) << describe(modhost_ok_); \
-  } while (false)
+using modhost::testing::describe;
 
 std::string frame(int stream, std::string_view payload) {
   std::string f(8, '\0');
