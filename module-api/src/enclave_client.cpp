@@ -107,6 +107,15 @@ class GrpcEnclaveContext final : public EnclaveContext {
     return out.logs();
   }
 
+  Status repartition(const NetworkPartitioning& plan) override {
+    enclave_api::Partitioning args;
+    convert::to_proto(plan, &args);
+    Empty out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->Repartition(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    return ok_status();
+  }
+
  private:
   using Stub = enclave_api::EnclaveService::Stub;
   using RefCall = grpc::Status (Stub::*)(grpc::ClientContext*, const enclave_api::ServiceRef&, Empty*);

@@ -161,4 +161,59 @@ ServiceInfo from_proto(const enclave_api::ServiceInfo& in) {
   return s;
 }
 
+namespace {
+
+void connection_to_proto(const Connection& in, enclave_api::Connection* out) {
+  out->set_blocked(in.blocked);
+  out->set_loss_percent(in.loss_percent);
+  out->set_delay_us(in.delay.count());
+  out->set_jitter_us(in.jitter.count());
+  out->set_correlation_percent(in.correlation_percent);
+  out->set_distribution(in.distribution == Connection::Distribution::normal ? "normal" : "uniform");
+  out->set_rate_bytes_per_second(in.rate_bytes_per_second);
+}
+
+Connection connection_from_proto(const enclave_api::Connection& in) {
+  Connection c;
+  c.blocked = in.blocked();
+  c.loss_percent = in.loss_percent();
+  c.delay = std::chrono::microseconds(in.delay_us());
+  c.jitter = std::chrono::microseconds(in.jitter_us());
+  c.correlation_percent = in.correlation_percent();
+  c.distribution =
+      in.distribution() == "normal" ? Connection::Distribution::normal : Connection::Distribution::uniform;
+  c.rate_bytes_per_second = in.rate_bytes_per_second();
+  return c;
+}
+
+}  // namespace
+
+void to_proto(const NetworkPartitioning& in, enclave_api::Partitioning* out) {
+  for (const auto& [name, members] : in.partitions) {
+    auto& m = (*out->mutable_partitions())[name];
+    for (const std::string& s : members) m.add_services(s);
+  }
+  for (const PartitionConnection& c : in.connections) {
+    auto* o = out->add_connections();
+    o->set_a(c.a);
+    o->set_b(c.b);
+    connection_to_proto(c.connection, o->mutable_connection());
+  }
+  connection_to_proto(in.default_connection, out->mutable_default_connection());
+  out->set_temporary(in.temporary);
+}
+
+NetworkPartitioning from_proto(const enclave_api::Partitioning& in) {
+  NetworkPartitioning p;
+  for (const auto& [name, members] : in.partitions()) {
+    p.partitions[name].assign(members.services().begin(), members.services().end());
+  }
+  for (const auto& c : in.connections()) {
+    p.connections.push_back(PartitionConnection{c.a(), c.b(), connection_from_proto(c.connection())});
+  }
+  p.default_connection = connection_from_proto(in.default_connection());
+  p.temporary = in.temporary();
+  return p;
+}
+
 }  // namespace modhost::convert

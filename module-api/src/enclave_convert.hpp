@@ -6,6 +6,7 @@
 #include <grpcpp/support/status.h>
 
 #include "enclave_api.pb.h"
+#include "modhost/partitioning.hpp"
 #include "modhost/result.hpp"
 #include "modhost/types.hpp"
 
@@ -20,5 +21,8 @@ void to_proto(const ServiceInfo& in, enclave_api::ServiceInfo* out);
 ServiceInfo from_proto(const enclave_api::ServiceInfo& in);
 
 ServiceStatus status_from_word(const std::string& s);
+
+void to_proto(const NetworkPartitioning& in, enclave_api::Partitioning* out);
+NetworkPartitioning from_proto(const enclave_api::Partitioning& in);
 
 }  // namespace modhost::convert

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "modhost/partitioning.hpp"
 #include "modhost/result.hpp"
 #include "modhost/types.hpp"
 
@@ -33,6 +34,15 @@ class EnclaveContext {
   virtual Status unpause_service(std::string_view name) = 0;
   virtual Status kill_service(std::string_view name, int signal) = 0;
   virtual Result<std::string> service_logs(std::string_view name) = 0;
+
+  // Replaces the enclave's network partitioning with `plan` at once: pairs
+  // whose connection does not change keep flowing. A plan that shapes nothing
+  // heals the network (removes every rule of ours). Contexts without network
+  // control say so.
+  virtual Status repartition(const NetworkPartitioning& plan) {
+    (void)plan;
+    return Error(ErrorCode::failed_precondition, "this enclave context has no network control");
+  }
 };
 
 }  // namespace modhost
