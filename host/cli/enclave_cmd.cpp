@@ -8,6 +8,7 @@
 #include "cli/cli.hpp"
 #include "cli/views.hpp"
 #include "engine/engine.hpp"
+#include "engine/network_control.hpp"
 
 namespace modhost::cli {
 namespace {
@@ -137,6 +138,9 @@ int run_rm(const GlobalOptions& g, const std::vector<std::string>& refs, bool fo
     if (!e.ok()) return fail(g, e.error());
     progress(g, "Removing enclave '" + e->name + "'...");
     if (auto s = b.value()->remove_enclave(e->id, force); !s.ok()) return fail(g, s.error());
+    if (auto n = get_engine(g); n.ok()) {
+      if (auto net = n.value()->network(); net.ok()) net.value()->forget(e->id);
+    }
     removed.push_back(boost::json::string(e->id));
     if (!g.json()) std::printf("Removed enclave '%s' (%s)\n", e->name.c_str(), e->id.c_str());
   }
@@ -199,8 +203,21 @@ int run_clean(const GlobalOptions& g, bool all) {
   if (!b.ok()) return fail(g, b.error());
   progress(g, all ? "Removing every enclave and anything half-made..."
                   : "Removing stopped enclaves and anything half-made...");
+  // Partitions left by runs that are gone first: their enclaves may be
+  // among those removed next.
+  auto engine = get_engine(g);
+  if (!engine.ok()) return fail(g, engine.error());
+  auto network = engine.value()->network();
+  if (!network.ok()) return fail(g, network.error());
+  auto healed = network.value()->clean_stale();
+  if (!healed.ok()) return fail(g, healed.error());
   auto report = b.value()->clean(all);
   if (!report.ok()) return fail(g, report.error());
+  report->removed.insert(report->removed.begin(), healed->begin(), healed->end());
+  // And the network state of enclaves that went just now.
+  if (auto gone = network.value()->clean_stale(); gone.ok()) {
+    report->removed.insert(report->removed.end(), gone->begin(), gone->end());
+  }
   if (g.json()) {
     boost::json::array arr;
     for (const auto& r : report->removed) arr.push_back(boost::json::string(r));

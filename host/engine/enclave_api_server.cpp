@@ -89,6 +89,9 @@ class EnclaveServiceImpl final : public enclave_api::EnclaveService::Service {
     ctx_.log(level, in->message());
     return grpc::Status::OK;
   }
+  grpc::Status Repartition(grpc::ServerContext*, const enclave_api::Partitioning* in, Empty*) override {
+    return done(ctx_.repartition(convert::from_proto(*in)));
+  }
 
  private:
   EnclaveContext& ctx_;

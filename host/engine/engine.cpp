@@ -6,6 +6,7 @@
 
 #include "backends/docker/docker_backend.hpp"
 #include "engine/logging.hpp"
+#include "engine/network_control.hpp"
 
 namespace modhost::engine {
 namespace {
@@ -14,8 +15,12 @@ namespace {
 // each bound to one enclave.
 class BackendEnclaveContext final : public EnclaveContext {
  public:
-  BackendEnclaveContext(backend::Backend& b, std::string enclave_id, std::string module_name)
-      : backend_(b), enclave_id_(std::move(enclave_id)), log_(logger("module." + module_name)) {}
+  BackendEnclaveContext(backend::Backend& b, NetworkControl& network, std::string enclave_id,
+                        std::string module_name)
+      : backend_(b),
+        network_(network),
+        enclave_id_(std::move(enclave_id)),
+        log_(logger("module." + module_name)) {}
 
   std::string enclave_id() const override { return enclave_id_; }
 
@@ -80,9 +85,16 @@ class BackendEnclaveContext final : public EnclaveContext {
     }));
     return out;
   }
+  Status repartition(const NetworkPartitioning& plan) override {
+    MODHOST_ASSIGN_OR_RETURN(PartitionApplied applied, network_.repartition(enclave_id_, plan));
+    logger("engine")->debug("partitioning of enclave {}: {} rules, {} namespaces changed", enclave_id_,
+                            applied.rules, applied.namespaces);
+    return ok_status();
+  }
 
  private:
   backend::Backend& backend_;
+  NetworkControl& network_;
   std::string enclave_id_;
   std::shared_ptr<spdlog::logger> log_;
 };
@@ -123,9 +135,17 @@ Result<backend::EnclaveInfo> Engine::find_enclave(std::string_view id_or_name) {
   return b->find_enclave(id_or_name);
 }
 
+Result<NetworkControl*> Engine::network() {
+  if (network_) return network_.get();
+  MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, backend());
+  network_ = std::make_unique<NetworkControl>(*b, NetworkControlOptions{});
+  return network_.get();
+}
+
 std::unique_ptr<EnclaveContext> Engine::enclave_context(const std::string& enclave_id,
                                                         const std::string& module_name) {
-  return std::make_unique<BackendEnclaveContext>(*backend_, enclave_id, module_name);
+  auto network = this->network();
+  return std::make_unique<BackendEnclaveContext>(*backend_, *network.value(), enclave_id, module_name);
 }
 
 }  // namespace modhost::engine

@@ -11,6 +11,8 @@
 
 namespace modhost::engine {
 
+class NetworkControl;
+
 struct EngineOptions {
   // "auto" (Docker when its socket answers), or "docker".
   std::string backend = "auto";
@@ -33,6 +35,9 @@ class Engine {
   // An enclave by id, id prefix or name.
   Result<backend::EnclaveInfo> find_enclave(std::string_view id_or_name);
 
+  // Network control (partitions) over the backend.
+  Result<NetworkControl*> network();
+
   // What a module sees of its enclave: every operation is scoped to it.
   std::unique_ptr<EnclaveContext> enclave_context(const std::string& enclave_id,
                                                   const std::string& module_name);
@@ -41,6 +46,7 @@ class Engine {
   explicit Engine(EngineOptions options);
   EngineOptions options_;
   std::unique_ptr<backend::Backend> backend_;
+  std::unique_ptr<NetworkControl> network_;
 };
 
 }  // namespace modhost::engine

@@ -1,0 +1,450 @@
+#include "engine/network_control.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "engine/logging.hpp"
+#include "engine/module_manager.hpp"
+#include "engine/netns.hpp"
+#include "engine/partition_rules.hpp"
+
+namespace modhost::engine {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Written whole or not at all.
+Status write_file(const fs::path& p, const std::string& content) {
+  const fs::path tmp = p.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << content;
+    if (!out.good()) return Error(ErrorCode::internal, "cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, p, ec);
+  if (ec) return Error(ErrorCode::internal, "cannot write " + p.string() + ": " + ec.message());
+  return ok_status();
+}
+
+int read_pid(const fs::path& p) {
+  try {
+    return std::stoi(read_file(p));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+bool alive(int pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+// The pid file may outlive its process, and the pid be reused.
+bool is_shaper(int pid) {
+  if (!alive(pid)) return false;
+  std::string cmdline = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+  return cmdline.find("modhost-netshaper") != std::string::npos;
+}
+
+// An address inside the enclave subnet, or false: never shape by an address
+// that could match anything outside the enclave.
+bool in_subnet(const std::string& ip, const std::string& cidr) {
+  auto slash = cidr.find('/');
+  if (slash == std::string::npos || ip.empty()) return false;
+  in_addr a{}, net{};
+  if (::inet_pton(AF_INET, ip.c_str(), &a) != 1) return false;
+  if (::inet_pton(AF_INET, cidr.substr(0, slash).c_str(), &net) != 1) return false;
+  int bits = 0;
+  try {
+    bits = std::stoi(cidr.substr(slash + 1));
+  } catch (const std::exception&) {
+    return false;
+  }
+  if (bits < 8 || bits > 32) return false;
+  const std::uint32_t mask = bits == 32 ? 0xffffffffu : ~(0xffffffffu >> bits);
+  return (ntohl(a.s_addr) & mask) == (ntohl(net.s_addr) & mask);
+}
+
+struct Target {
+  std::string service;
+  std::string ip;
+  int pid = 0;
+};
+
+std::string last_lines(const std::string& text, int n) {
+  std::size_t pos = text.size();
+  while (n-- > 0 && pos > 0) {
+    pos = text.rfind('\n', pos - 1);
+    if (pos == std::string::npos) return text;
+  }
+  return text.substr(pos + 1);
+}
+
+}  // namespace
+
+struct NetworkControl::Impl {
+  backend::Backend& backend;
+  NetworkControlOptions options;
+
+  fs::path dir(const std::string& enclave_id) const { return fs::path(options.runtime_dir) / enclave_id; }
+
+  Result<std::string> shaper_path() const {
+    if (!options.shaper_path.empty()) return options.shaper_path;
+    fs::path here = fs::path(executable_dir()) / "modhost-netshaper";
+    if (::access(here.c_str(), X_OK) == 0) return here.string();
+    return find_program("modhost-netshaper", "modhost");
+  }
+
+  // Running services with their namespace pid, checked against the subnet.
+  Result<std::vector<Target>> targets(const std::string& enclave_id, std::vector<std::string>* all_names) {
+    MODHOST_ASSIGN_OR_RETURN(backend::EnclaveInfo enclave, backend.find_enclave(enclave_id));
+    MODHOST_ASSIGN_OR_RETURN(std::vector<ServiceInfo> services, backend.list_services(enclave.id));
+    std::vector<Target> out;
+    for (const ServiceInfo& s : services) {
+      auto kind = s.labels.find(backend::kLabelKind);
+      if (kind != s.labels.end() && kind->second == "module") continue;
+      if (all_names != nullptr) all_names->push_back(s.name);
+      if (s.status != ServiceStatus::running && s.status != ServiceStatus::paused) continue;
+      if (!in_subnet(s.ip, enclave.subnet)) {
+        return Error(ErrorCode::failed_precondition, "service '" + s.name + "' has address '" + s.ip +
+                                                         "', not inside the enclave subnet " +
+                                                         enclave.subnet);
+      }
+      MODHOST_ASSIGN_OR_RETURN(std::optional<int> pid, backend.network_namespace_pid(enclave.id, s.name));
+      if (!pid) {
+        return Error(ErrorCode::failed_precondition,
+                     "network control enters each service's network namespace, which needs the " +
+                         std::string(backend.name()) + " engine on this machine");
+      }
+      out.push_back(Target{s.name, s.ip, *pid});
+    }
+    return out;
+  }
+
+  // Runs `work(i)` for i in [0, n) on up to `parallelism` threads; the first
+  // error (by index) wins.
+  Status parallel(std::size_t n, const std::function<Status(std::size_t)>& work) {
+    std::vector<Status> results(n, ok_status());
+    std::atomic<std::size_t> next{0};
+    auto worker = [&] {
+      for (std::size_t i = next++; i < n; i = next++) results[i] = work(i);
+    };
+    std::vector<std::thread> threads;
+    const std::size_t k =
+        std::min<std::size_t>(n, static_cast<std::size_t>(std::max(1, options.parallelism)));
+    for (std::size_t t = 1; t < k; ++t) threads.emplace_back(worker);
+    worker();
+    for (std::thread& t : threads) t.join();
+    for (Status& s : results) {
+      if (!s.ok()) return s;
+    }
+    return ok_status();
+  }
+
+  // Makes one namespace hold `rules` (none: nothing of ours).
+  Result<bool> apply_namespace(const Target& t, const partition::NamespaceRules& rules) {
+    MODHOST_ASSIGN_OR_RETURN(std::string save_bin, find_program("iptables-save", "iptables"));
+    MODHOST_ASSIGN_OR_RETURN(std::string restore_bin, find_program("iptables-restore", "iptables"));
+    MODHOST_ASSIGN_OR_RETURN(CommandOutput saved, run_in_netns(t.pid, {save_bin, "-t", "filter"}));
+    if (saved.exit_code != 0) {
+      return Error(ErrorCode::failed_precondition, "cannot read the netfilter rules of service '" +
+                                                       t.service + "': " + last_lines(saved.err, 1));
+    }
+    const std::string input = partition::render_restore(rules, partition::parse_iptables_save(saved.out));
+    if (input.empty()) return false;
+    MODHOST_ASSIGN_OR_RETURN(CommandOutput restored, run_in_netns(t.pid, {restore_bin, "--noflush"}, input));
+    if (restored.exit_code != 0) {
+      return Error(ErrorCode::failed_precondition, "cannot install the partition rules of service '" +
+                                                       t.service + "': " + last_lines(restored.err, 2));
+    }
+    return true;
+  }
+
+  // --- The shaper ---
+
+  int running_shaper(const std::string& enclave_id) const {
+    int pid = read_pid(dir(enclave_id) / "shaper.pid");
+    return is_shaper(pid) ? pid : 0;
+  }
+
+  void stop_shaper(const std::string& enclave_id) {
+    int pid = running_shaper(enclave_id);
+    if (pid == 0) return;
+    ::kill(pid, SIGTERM);
+    // Not our child (it outlives us): wait for it to go.
+    for (auto deadline = std::chrono::steady_clock::now() + 3s;
+         alive(pid) && std::chrono::steady_clock::now() < deadline;) {
+      std::this_thread::sleep_for(2ms);
+    }
+    if (alive(pid) && is_shaper(pid)) ::kill(pid, SIGKILL);
+  }
+
+  Status start_or_reload_shaper(const std::string& enclave_id, const std::vector<Target>& targets,
+                                const std::vector<partition::NamespaceRules>& rules) {
+    const fs::path d = dir(enclave_id);
+    std::int64_t generation = 1;
+    try {
+      json::value old = json::parse(read_file(d / "shaper.json"));
+      generation = old.as_object().at("generation").as_int64() + 1;
+    } catch (const std::exception&) {
+    }
+    json::array namespaces;
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      if (rules[i].queues.empty()) continue;
+      json::array queues;
+      for (const auto& [num, c] : rules[i].queues) {
+        queues.push_back(json::object{
+            {"num", num},
+            {"delay_us", c.delay.count()},
+            {"jitter_us", c.jitter.count()},
+            {"correlation", c.correlation_percent},
+            {"distribution", c.distribution == Connection::Distribution::normal ? "normal" : "uniform"},
+            {"loss", c.loss_percent}});
+      }
+      namespaces.push_back(json::object{{"pid", targets[i].pid}, {"queues", std::move(queues)}});
+    }
+    json::object config{{"generation", generation},
+                        {"seed", static_cast<std::int64_t>(std::random_device{}() & 0x7fffffff)},
+                        {"namespaces", std::move(namespaces)}};
+    MODHOST_TRY(write_file(d / "shaper.json", json::serialize(config)));
+
+    int pid = running_shaper(enclave_id);
+    if (pid != 0 && ::kill(pid, SIGHUP) != 0) pid = 0;
+    if (pid == 0) {
+      MODHOST_ASSIGN_OR_RETURN(pid, launch_shaper(d));
+    }
+
+    const std::string want = std::to_string(generation);
+    for (auto deadline = std::chrono::steady_clock::now() + options.shaper_timeout;;) {
+      std::string applied = read_file(d / "shaper.applied");
+      while (!applied.empty() && (applied.back() == '\n' || applied.back() == ' ')) applied.pop_back();
+      if (applied == want) return ok_status();
+      if (!alive(pid)) {
+        return Error(ErrorCode::failed_precondition,
+                     "the packet shaper failed: " + last_lines(read_file(d / "shaper.log"), 2));
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Error(ErrorCode::timeout, "the packet shaper did not take its rules within " +
+                                             std::to_string(options.shaper_timeout.count()) +
+                                             " ms: " + last_lines(read_file(d / "shaper.log"), 2));
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+  }
+
+  // Started detached (its own session, not our child): a partitioning
+  // outlives the command that applied it.
+  Result<int> launch_shaper(const fs::path& d) {
+    MODHOST_ASSIGN_OR_RETURN(std::string bin, shaper_path());
+    std::error_code ec;
+    fs::remove(d / "shaper.applied", ec);
+    const std::string config = (d / "shaper.json").string(), pidf = (d / "shaper.pid").string(),
+                      applied = (d / "shaper.applied").string(), log = (d / "shaper.log").string();
+    std::vector<std::string> argv{bin, "--config", config, "--pid-file", pidf, "--applied-file", applied};
+    std::vector<char*> args;
+    for (std::string& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (log_fd < 0 || null_fd < 0) {
+      if (log_fd >= 0) ::close(log_fd);
+      if (null_fd >= 0) ::close(null_fd);
+      return Error(ErrorCode::internal, "cannot open " + log);
+    }
+    int pid_pipe[2];
+    if (::pipe2(pid_pipe, O_CLOEXEC) != 0) {
+      ::close(log_fd);
+      ::close(null_fd);
+      return Error(ErrorCode::internal, "cannot start the packet shaper: pipe failed");
+    }
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::setsid();
+      const pid_t grandchild = ::fork();
+      if (grandchild != 0) {
+        // Tells the launcher which process to watch, then leaves it to init.
+        (void)!::write(pid_pipe[1], &grandchild, sizeof grandchild);
+        ::_exit(0);
+      }
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::dup2(null_fd, 0);
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+      // It outlives us: it must not hold our pipes or sockets open.
+      ::close_range(3, ~0u, 0);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(log_fd);
+    ::close(null_fd);
+    ::close(pid_pipe[1]);
+    if (child < 0) {
+      ::close(pid_pipe[0]);
+      return Error(ErrorCode::internal, "cannot start the packet shaper: fork failed");
+    }
+    pid_t shaper = 0;
+    ssize_t got = 0;
+    do {
+      got = ::read(pid_pipe[0], &shaper, sizeof shaper);
+    } while (got < 0 && errno == EINTR);
+    ::close(pid_pipe[0]);
+    int status = 0;
+    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (got != static_cast<ssize_t>(sizeof shaper) || shaper <= 0) {
+      return Error(ErrorCode::internal, "cannot start the packet shaper: fork failed");
+    }
+    return static_cast<int>(shaper);
+  }
+
+  // True when no process the shaper serves is alive (or there is no shaper).
+  bool namespaces_gone(const std::string& enclave_id) const {
+    if (running_shaper(enclave_id) == 0) return true;
+    try {
+      json::value config = json::parse(read_file(dir(enclave_id) / "shaper.json"));
+      for (const json::value& ns : config.at("namespaces").as_array()) {
+        if (alive(static_cast<int>(ns.at("pid").to_number<std::int64_t>()))) return false;
+      }
+    } catch (const std::exception&) {
+      return false;
+    }
+    return true;
+  }
+
+  void forget(const std::string& enclave_id) {
+    stop_shaper(enclave_id);
+    std::error_code ec;
+    fs::remove_all(dir(enclave_id), ec);
+  }
+
+  Status heal_targets(const std::string& enclave_id, const std::vector<Target>& ts) {
+    Status s = parallel(ts.size(), [&](std::size_t i) -> Status {
+      partition::NamespaceRules none;
+      none.service = ts[i].service;
+      auto r = apply_namespace(ts[i], none);
+      if (!r.ok()) return r.error();
+      return ok_status();
+    });
+    forget(enclave_id);
+    return s;
+  }
+};
+
+NetworkControl::NetworkControl(backend::Backend& backend, NetworkControlOptions options)
+    : impl_(new Impl{backend, std::move(options)}) {}
+NetworkControl::~NetworkControl() = default;
+
+Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_id,
+                                                     const NetworkPartitioning& plan) {
+  std::vector<std::string> names;
+  MODHOST_ASSIGN_OR_RETURN(std::vector<Target> ts, impl_->targets(enclave_id, &names));
+  MODHOST_TRY(validate(plan, names));
+  std::vector<partition::Endpoint> endpoints;
+  for (const Target& t : ts) endpoints.push_back(partition::Endpoint{t.service, t.ip});
+  const std::vector<partition::NamespaceRules> rules = partition::compile(plan, endpoints);
+
+  PartitionApplied applied;
+  bool any_queue = false;
+  for (const auto& r : rules) {
+    applied.rules += static_cast<int>(r.rules.size());
+    any_queue = any_queue || !r.queues.empty();
+  }
+  if (applied.rules == 0) {
+    MODHOST_TRY(impl_->heal_targets(enclave_id, ts));
+    return applied;
+  }
+
+  const fs::path d = impl_->dir(enclave_id);
+  std::error_code ec;
+  fs::create_directories(d, ec);
+  if (ec) return Error(ErrorCode::failed_precondition, "cannot create " + d.string() + ": " + ec.message());
+  ::chmod(d.c_str(), 0700);
+
+  // The shaper takes its queues before any rule sends packets to them.
+  if (any_queue) {
+    Status s = impl_->start_or_reload_shaper(enclave_id, ts, rules);
+    if (!s.ok()) {
+      (void)impl_->heal_targets(enclave_id, ts);
+      return s.error();
+    }
+    applied.shaper_running = true;
+  }
+
+  std::atomic<int> changed{0};
+  Status s = impl_->parallel(ts.size(), [&](std::size_t i) -> Status {
+    MODHOST_ASSIGN_OR_RETURN(bool c, impl_->apply_namespace(ts[i], rules[i]));
+    if (c) ++changed;
+    return ok_status();
+  });
+  if (!s.ok()) {
+    (void)impl_->heal_targets(enclave_id, ts);
+    return Error(s.error().code(), s.error().message() + " (the enclave's network was healed)");
+  }
+  applied.namespaces = changed.load();
+  if (!any_queue) impl_->stop_shaper(enclave_id);
+
+  if (plan.temporary) {
+    MODHOST_TRY(write_file(d / "lease", std::to_string(::getpid())));
+  } else {
+    fs::remove(d / "lease", ec);
+  }
+  return applied;
+}
+
+void NetworkControl::forget(const std::string& enclave_id) { impl_->forget(enclave_id); }
+
+Status NetworkControl::heal(const std::string& enclave_id) {
+  MODHOST_ASSIGN_OR_RETURN(std::vector<Target> ts, impl_->targets(enclave_id, nullptr));
+  return impl_->heal_targets(enclave_id, ts);
+}
+
+Result<std::vector<std::string>> NetworkControl::clean_stale() {
+  std::vector<std::string> done;
+  std::error_code ec;
+  if (!fs::exists(impl_->options.runtime_dir, ec)) return done;
+  for (const auto& entry : fs::directory_iterator(impl_->options.runtime_dir, ec)) {
+    if (!entry.is_directory()) continue;
+    const std::string id = entry.path().filename().string();
+    auto enclave = impl_->backend.find_enclave(id);
+    if (!enclave.ok() || enclave.value().id != id) {
+      // Not ours to judge (another scope's) unless nothing of it lives on.
+      if (impl_->namespaces_gone(id) && !alive(read_pid(entry.path() / "lease"))) {
+        impl_->forget(id);
+        done.push_back("network state of enclave " + id.substr(0, 12) + " (enclave gone)");
+      }
+      continue;
+    }
+    if (!fs::exists(entry.path() / "lease")) continue;  // a lasting partitioning: heal removes it
+    if (alive(read_pid(entry.path() / "lease"))) continue;
+    MODHOST_TRY(heal(id));
+    done.push_back("partition of enclave " + enclave.value().name + " (" + id.substr(0, 12) +
+                   ", its run is gone)");
+  }
+  return done;
+}
+
+}  // namespace modhost::engine
