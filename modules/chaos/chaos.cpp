@@ -390,23 +390,6 @@ std::vector<std::string> choose_targets(const Params& p, std::vector<std::string
   return eligible;
 }
 
-std::string format_time(std::chrono::system_clock::time_point t) {
-  auto ms = std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();
-  auto secs = static_cast<std::time_t>(ms / 1000);
-  long frac = static_cast<long>(ms % 1000);
-  if (frac < 0) {
-    frac += 1000;
-    --secs;
-  }
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char buf[40];
-  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%.*s.%03ldZ", static_cast<int>(n), buf, frac);
-  return out;
-}
-
 std::string to_json(const Report& r) {
   json::array actions;
   for (const auto& a : r.actions) {
@@ -446,10 +429,6 @@ std::string to_json(const Report& r) {
   out["restored"] = std::move(restored);
   return json::serialize(out);
 }
-
-std::chrono::steady_clock::time_point SystemClock::now() { return std::chrono::steady_clock::now(); }
-std::chrono::system_clock::time_point SystemClock::wall_now() { return std::chrono::system_clock::now(); }
-void SystemClock::sleep_for(milliseconds d) { std::this_thread::sleep_for(d); }
 
 namespace {
 

@@ -49,6 +49,7 @@
 #include "modhost/enclave_context.hpp"
 #include "modhost/result.hpp"
 #include "modhost/types.hpp"
+#include "run_support.hpp"
 
 namespace modhost::chaos {
 
@@ -149,32 +150,16 @@ struct Report {
   std::vector<RestoreRecord> restored;
 };
 
-// RFC 3339, UTC, milliseconds: 2024-05-01T12:00:00.123Z
-std::string format_time(std::chrono::system_clock::time_point t);
+using modules::format_time;
 
 // {"seed":..,"dryRun":..,"cancelled":..,"rounds":..,"actions":[..],"restored":[..]}
 std::string to_json(const Report& report);
 
 // --- Running ---
 
-// Time as the run sees it; tests and dry runs replace it.
-class Clock {
- public:
-  virtual ~Clock() = default;
-  virtual std::chrono::steady_clock::time_point now() = 0;
-  virtual std::chrono::system_clock::time_point wall_now() = 0;
-  virtual void sleep_for(std::chrono::milliseconds d) = 0;
-};
-
-class SystemClock final : public Clock {
- public:
-  std::chrono::steady_clock::time_point now() override;
-  std::chrono::system_clock::time_point wall_now() override;
-  void sleep_for(std::chrono::milliseconds d) override;
-};
-
-// How often a real run looks at the cancel flag while it waits.
-inline constexpr std::chrono::milliseconds kPollStep{100};
+using modules::Clock;
+using modules::kPollStep;
+using modules::SystemClock;
 
 // One run: checks the targets against the enclave (errors before anything
 // changes), runs the rounds, releases pauses when due and restores what it

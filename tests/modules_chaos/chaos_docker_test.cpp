@@ -28,50 +28,10 @@ const std::string kModhost = modhost::test::kModhostCli;
 const std::string kDocker = "/usr/bin/docker";
 const std::string kBusybox = "modhost/busybox:1";
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A CLI run in the background, its output in files.
-struct Background {
-  pid_t pid = -1;
-  std::string out_path;
-  std::string err_path;
-};
-
-Background spawn(const std::vector<std::string>& argv, const std::string& tag) {
-  Background b;
-  b.out_path = ::testing::TempDir() + "/chaos-" + tag + ".out";
-  b.err_path = ::testing::TempDir() + "/chaos-" + tag + ".err";
-  b.pid = ::fork();
-  if (b.pid == 0) {
-    int out = ::open(b.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = ::open(b.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  return b;
-}
-
-// The exit code, or nullopt when the process still runs after `timeout`.
-std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (r < 0 || std::chrono::steady_clock::now() > deadline) return std::nullopt;
-    std::this_thread::sleep_for(20ms);
-  }
-}
+using modhost::test::Background;
+using modhost::test::read_file;
+using modhost::test::spawn;
+using modhost::test::wait_exit;
 
 class ChaosDocker : public modhost::test::DockerCliTest {
  protected:

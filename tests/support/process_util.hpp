@@ -8,12 +8,15 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace modhost::test {
@@ -109,6 +112,51 @@ inline std::vector<std::string> runner_dirs(pid_t owner = 0) {
 }  // namespace modhost::test
 
 namespace modhost::test {
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A process run in the background, its output in files under the test temp dir.
+struct Background {
+  pid_t pid = -1;
+  std::string out_path;
+  std::string err_path;
+};
+
+inline Background spawn(const std::vector<std::string>& argv, const std::string& tag) {
+  Background b;
+  b.out_path = std::filesystem::temp_directory_path().string() + "/modhost-bg-" + tag + ".out";
+  b.err_path = std::filesystem::temp_directory_path().string() + "/modhost-bg-" + tag + ".err";
+  b.pid = ::fork();
+  if (b.pid == 0) {
+    int out = ::open(b.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = ::open(b.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return b;
+}
+
+// The exit code, or nullopt when the process still runs after `timeout`.
+inline std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r < 0 || std::chrono::steady_clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
 
 // Under AddressSanitizer a SIGSEGV is caught and turned into "exit 1"; the
 // crash tests need the child to die from the signal itself, as in a normal
