@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -132,14 +133,19 @@ struct NetworkControl::Impl {
                                                          "', not inside the enclave subnet " +
                                                          enclave.subnet);
       }
-      MODHOST_ASSIGN_OR_RETURN(std::optional<int> pid, backend.network_namespace_pid(enclave.id, s.name));
+      out.push_back(Target{s.name, s.ip, 0});
+    }
+    MODHOST_TRY(parallel(out.size(), [&](std::size_t i) -> Status {
+      MODHOST_ASSIGN_OR_RETURN(std::optional<int> pid,
+                               backend.network_namespace_pid(enclave.id, out[i].service));
       if (!pid) {
         return Error(ErrorCode::failed_precondition,
                      "network control enters each service's network namespace, which needs the " +
                          std::string(backend.name()) + " engine on this machine");
       }
-      out.push_back(Target{s.name, s.ip, *pid});
-    }
+      out[i].pid = *pid;
+      return ok_status();
+    }));
     return out;
   }
 
@@ -163,10 +169,47 @@ struct NetworkControl::Impl {
     return ok_status();
   }
 
-  // Makes one namespace hold `rules` (none: nothing of ours).
-  Result<bool> apply_namespace(const Target& t, const partition::NamespaceRules& rules) {
-    MODHOST_ASSIGN_OR_RETURN(std::string save_bin, find_program("iptables-save", "iptables"));
+  // --- What each namespace holds ---
+  // The rules of ours each namespace got from the last apply, by the pid it
+  // was entered through (a restarted service has a new pid and a fresh
+  // namespace). Saves reading the namespace back, and skips namespaces whose
+  // rules do not change.
+  using Record = std::map<int, std::string>;
+
+  Record read_record(const std::string& enclave_id) const {
+    Record r;
+    try {
+      json::value v = json::parse(read_file(dir(enclave_id) / "rules.json"));
+      for (const auto& [pid, rules] : v.as_object())
+        r[std::stoi(std::string(pid))] = std::string(rules.as_string());
+    } catch (const std::exception&) {
+      r.clear();
+    }
+    return r;
+  }
+
+  Status write_record(const std::string& enclave_id, const Record& r) {
+    json::object o;
+    for (const auto& [pid, rules] : r) o[std::to_string(pid)] = rules;
+    return write_file(dir(enclave_id) / "rules.json", json::serialize(o));
+  }
+
+  // Makes one namespace hold `rules` (none: nothing of ours). `known`: what
+  // the record says it holds. Returns whether anything changed.
+  Result<bool> apply_namespace(const Target& t, const partition::NamespaceRules& rules,
+                               const std::string* known) {
+    const std::string want = partition::chain_rules(rules);
     MODHOST_ASSIGN_OR_RETURN(std::string restore_bin, find_program("iptables-restore", "iptables"));
+    if (known != nullptr) {
+      if (*known == want) return false;
+      const bool installed = !known->empty();
+      const std::string input = partition::render_restore(rules, {installed, installed});
+      MODHOST_ASSIGN_OR_RETURN(CommandOutput restored,
+                               run_in_netns(t.pid, {restore_bin, "--noflush"}, input));
+      if (restored.exit_code == 0) return true;
+      // The namespace is not what the record says: read it and try again.
+    }
+    MODHOST_ASSIGN_OR_RETURN(std::string save_bin, find_program("iptables-save", "iptables"));
     MODHOST_ASSIGN_OR_RETURN(CommandOutput saved, run_in_netns(t.pid, {save_bin, "-t", "filter"}));
     if (saved.exit_code != 0) {
       return Error(ErrorCode::failed_precondition, "cannot read the netfilter rules of service '" +
@@ -342,10 +385,12 @@ struct NetworkControl::Impl {
   }
 
   Status heal_targets(const std::string& enclave_id, const std::vector<Target>& ts) {
+    const Record known = read_record(enclave_id);
     Status s = parallel(ts.size(), [&](std::size_t i) -> Status {
       partition::NamespaceRules none;
       none.service = ts[i].service;
-      auto r = apply_namespace(ts[i], none);
+      auto k = known.find(ts[i].pid);
+      auto r = apply_namespace(ts[i], none, k != known.end() ? &k->second : nullptr);
       if (!r.ok()) return r.error();
       return ok_status();
     });
@@ -394,9 +439,12 @@ Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_
     applied.shaper_running = true;
   }
 
+  const Impl::Record known = impl_->read_record(enclave_id);
   std::atomic<int> changed{0};
   Status s = impl_->parallel(ts.size(), [&](std::size_t i) -> Status {
-    MODHOST_ASSIGN_OR_RETURN(bool c, impl_->apply_namespace(ts[i], rules[i]));
+    auto k = known.find(ts[i].pid);
+    MODHOST_ASSIGN_OR_RETURN(
+        bool c, impl_->apply_namespace(ts[i], rules[i], k != known.end() ? &k->second : nullptr));
     if (c) ++changed;
     return ok_status();
   });
@@ -405,6 +453,9 @@ Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_
     return Error(s.error().code(), s.error().message() + " (the enclave's network was healed)");
   }
   applied.namespaces = changed.load();
+  Impl::Record now;
+  for (std::size_t i = 0; i < ts.size(); ++i) now[ts[i].pid] = partition::chain_rules(rules[i]);
+  MODHOST_TRY(impl_->write_record(enclave_id, now));
   if (!any_queue) impl_->stop_shaper(enclave_id);
 
   if (plan.temporary) {

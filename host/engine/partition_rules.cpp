@@ -7,7 +7,7 @@ namespace modhost::engine::partition {
 
 bool needs_shaper(const Connection& c) {
   if (c.blocked) return false;
-  return c.delay.count() > 0 || c.jitter.count() > 0 || (c.loss_percent > 0 && c.correlation_percent > 0);
+  return c.delay.count() > 0 || c.jitter.count() > 0 || c.loss_percent > 0;
 }
 
 std::vector<NamespaceRules> compile(const NetworkPartitioning& p, const std::vector<Endpoint>& endpoints) {
@@ -67,12 +67,6 @@ Installed parse_iptables_save(std::string_view save) {
 
 namespace {
 
-std::string probability(double percent) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.5f", percent / 100.0);
-  return buf;
-}
-
 // A short name per peer (the kernel takes at most 15 characters).
 std::string hashlimit_name(const std::string& ip) {
   unsigned a = 0, b = 0, c = 0, d = 0;
@@ -84,18 +78,9 @@ std::string hashlimit_name(const std::string& ip) {
 
 }  // namespace
 
-std::string render_restore(const NamespaceRules& rules, const Installed& installed) {
+std::string chain_rules(const NamespaceRules& rules) {
   const std::string chain = kChain;
-  std::string s = "*filter\n";
-  if (rules.rules.empty()) {
-    if (!installed.chain && !installed.jump) return {};
-    if (installed.jump) s += "-D INPUT -j " + chain + "\n";
-    if (installed.chain) s += "-F " + chain + "\n-X " + chain + "\n";
-    return s + "COMMIT\n";
-  }
-  // Declaring the chain creates it, or empties it in the same transaction
-  // that fills it again.
-  s += ":" + chain + " - [0:0]\n";
+  std::string s;
   for (const PeerRule& r : rules.rules) {
     const std::string match = "-A " + chain + " -s " + r.ip + "/32";
     const Connection& c = r.connection;
@@ -109,12 +94,23 @@ std::string render_restore(const NamespaceRules& rules, const Installed& install
       s += match + " -m hashlimit --hashlimit-above " + rate + "b/s --hashlimit-burst " + rate +
            "b --hashlimit-mode srcip --hashlimit-name " + hashlimit_name(r.ip) + " -j DROP\n";
     }
-    if (r.queue >= 0) {
-      s += match + " -j NFQUEUE --queue-num " + std::to_string(r.queue) + " --queue-bypass\n";
-    } else if (c.loss_percent > 0) {
-      s += match + " -m statistic --mode random --probability " + probability(c.loss_percent) + " -j DROP\n";
-    }
+    if (r.queue >= 0) s += match + " -j NFQUEUE --queue-num " + std::to_string(r.queue) + " --queue-bypass\n";
   }
+  return s;
+}
+
+std::string render_restore(const NamespaceRules& rules, const Installed& installed) {
+  const std::string chain = kChain;
+  std::string s = "*filter\n";
+  if (rules.rules.empty()) {
+    if (!installed.chain && !installed.jump) return {};
+    if (installed.jump) s += "-D INPUT -j " + chain + "\n";
+    if (installed.chain) s += "-F " + chain + "\n-X " + chain + "\n";
+    return s + "COMMIT\n";
+  }
+  // Declaring the chain creates it, or empties it in the same transaction
+  // that fills it again.
+  s += ":" + chain + " - [0:0]\n" + chain_rules(rules);
   if (!installed.jump) s += "-I INPUT 1 -j " + chain + "\n";
   return s + "COMMIT\n";
 }

@@ -8,9 +8,10 @@
 // hook a packet held in a queue still counts against the sending socket, and
 // TCP slows to a few MB/s whatever the delay; on INPUT it does not.)
 //   blocked           DROP
-//   loss only         statistic match (random) -> DROP
-//   delay, jitter, or correlated loss
-//                     NFQUEUE to modhost-netshaper, which holds or drops
+//   loss, delay, jitter
+//                     NFQUEUE to modhost-netshaper, which holds or drops;
+//                     one queue per peer partition, so a change of these
+//                     values changes the shaper's table and no rule
 //   rate              hashlimit (bytes/s above the rate) -> DROP, first
 // Ours and only ours: one chain, kChain, and the jump to it from INPUT.
 #pragma once
@@ -49,8 +50,8 @@ struct NamespaceRules {
   std::map<int, Connection> queues;
 };
 
-// True when a connection needs the userspace shaper (the kernel here has no
-// netem): a delay, or loss correlated with the previous packet.
+// True when a connection needs the userspace shaper (the kernel may have no
+// netem): loss, delay or jitter.
 bool needs_shaper(const Connection& c);
 
 // The rules of every endpoint, in endpoint order. `p` must be valid for them.
@@ -62,6 +63,10 @@ struct Installed {
   bool jump = false;
 };
 Installed parse_iptables_save(std::string_view save);
+
+// The rule lines of our chain for `rules` ("-A MODHOST-PARTITION ..."), in
+// order; empty when nothing of ours belongs in the namespace.
+std::string chain_rules(const NamespaceRules& rules);
 
 // iptables-restore --noflush input that makes the namespace hold exactly
 // `rules` (one transaction: packets see the old rule set or the new one),

@@ -258,26 +258,36 @@ TEST(PartitionRules, BlockedPairsDropOnlyTowardTheOtherPartition) {
   EXPECT_FALSE(contains(rules::render_restore(ns[0], {true, true}), "-I INPUT"));
 }
 
-TEST(PartitionRules, LossAloneStaysInTheKernelDelayGoesToTheShaper) {
+TEST(PartitionRules, DegradedPairsGoToOneShaperQueuePerPeerPartition) {
   auto ns = rules::compile(plan(R"({"partitions":{"a":["s1"],"b":["s2"],"c":["s3"]},
                                     "connections":[{"between":["a","b"],"loss":25},
                                                    {"between":["a","c"],"delay_ms":200,"loss":5},
-                                                   {"between":["a","others"],"loss":5,"correlation":50}]})"),
+                                                   {"between":["a","others"],"blocked":true}]})"),
                            endpoints());
   const rules::NamespaceRules& s1 = ns[0];
   ASSERT_EQ(s1.rules.size(), 3u);
   std::string text = rules::render_restore(s1, {});
-  EXPECT_TRUE(contains(text, "-s 10.1.0.3/32 -m statistic --mode random --probability 0.25000 -j DROP\n"))
-      << text;
-  // c and others go to queues, numbered by partition name.
-  EXPECT_TRUE(contains(text, "-s 10.1.0.4/32 -j NFQUEUE --queue-num 19785 --queue-bypass\n")) << text;
-  EXPECT_TRUE(contains(text, "-s 10.1.0.5/32 -j NFQUEUE --queue-num 19786 --queue-bypass\n")) << text;
+  // Queues numbered by peer partition name: b, then c.
+  EXPECT_TRUE(contains(text, "-s 10.1.0.3/32 -j NFQUEUE --queue-num 19785 --queue-bypass\n")) << text;
+  EXPECT_TRUE(contains(text, "-s 10.1.0.4/32 -j NFQUEUE --queue-num 19786 --queue-bypass\n")) << text;
+  EXPECT_TRUE(contains(text, "-s 10.1.0.5/32 -j DROP\n")) << text;
   ASSERT_EQ(s1.queues.size(), 2u);
-  EXPECT_EQ(s1.queues.at(19785).delay, std::chrono::microseconds(200'000));
+  EXPECT_DOUBLE_EQ(s1.queues.at(19785).loss_percent, 25);
+  EXPECT_EQ(s1.queues.at(19786).delay, std::chrono::microseconds(200'000));
   // b receiving from a: the same loss, the other direction.
-  EXPECT_TRUE(contains(rules::render_restore(ns[1], {}), "-s 10.1.0.2/32 -m statistic"));
+  EXPECT_TRUE(contains(rules::render_restore(ns[1], {}), "-s 10.1.0.2/32 -j NFQUEUE --queue-num 19785"));
   // b and c are allowed to each other: nothing between them.
   EXPECT_FALSE(contains(rules::render_restore(ns[1], {}), "10.1.0.4"));
+
+  // A new loss value changes the shaper's table, not a single rule.
+  auto changed = rules::compile(plan(R"({"partitions":{"a":["s1"],"b":["s2"],"c":["s3"]},
+                                         "connections":[{"between":["a","b"],"loss":60},
+                                                        {"between":["a","c"],"delay_ms":200,"loss":5},
+                                                        {"between":["a","others"],"blocked":true}]})"),
+                                endpoints());
+  for (std::size_t i = 0; i < ns.size(); ++i)
+    EXPECT_EQ(rules::chain_rules(changed[i]), rules::chain_rules(ns[i]));
+  EXPECT_DOUBLE_EQ(changed[0].queues.at(19785).loss_percent, 60);
 }
 
 TEST(PartitionRules, RateIsPolicedBeforeOtherEffects) {
