@@ -22,7 +22,7 @@ inline constexpr const char* kLabelApp = "io.modhost.app";          // always "m
 inline constexpr const char* kLabelKind = "io.modhost.kind";        // enclave | service | module | artifact
 inline constexpr const char* kLabelEnclave = "io.modhost.enclave";  // enclave id
 inline constexpr const char* kLabelName = "io.modhost.name";        // enclave, service or artifact name
-inline constexpr const char* kLabelCreated = "io.modhost.created";   // RFC 3339 UTC
+inline constexpr const char* kLabelCreated = "io.modhost.created";  // RFC 3339 UTC
 inline constexpr const char* kLabelState = "io.modhost.state";      // "ready" once fully made
 inline constexpr const char* kLabelProtected = "io.modhost.protected";  // "true": chaos never touches it
 
@@ -45,19 +45,7 @@ struct ArtifactInfo {
   std::string created;
 };
 
-// A readiness wait. Exactly one of the probes is used, chosen by `kind`.
-struct ReadinessCheck {
-  enum class Kind { tcp, http, exec } kind = Kind::tcp;
-  std::string port;                 // tcp/http: port name or number inside the service
-  std::string path = "/";           // http
-  int expected_status = 200;        // http
-  std::string body_contains;        // http, optional
-  std::vector<std::string> command; // exec: exit 0 means ready
-  std::chrono::milliseconds initial_delay{0};
-  int retries = 30;
-  std::chrono::milliseconds interval{500};
-  std::chrono::milliseconds timeout{2000};  // per attempt
-};
+using modhost::ReadinessCheck;
 
 // Called with each chunk of log output while following.
 using LogSink = std::function<bool(std::string_view chunk)>;  // return false to stop
@@ -95,8 +83,17 @@ class Backend {
   virtual Result<ExecResult> exec(std::string_view enclave_id, std::string_view name,
                                   const std::vector<std::string>& argv) = 0;
   // Whole log so far, or followed until the sink returns false or the service ends.
-  virtual Status logs(std::string_view enclave_id, std::string_view name, bool follow, const LogSink& sink) = 0;
-  virtual Status wait_ready(std::string_view enclave_id, std::string_view name, const ReadinessCheck& check) = 0;
+  virtual Status logs(std::string_view enclave_id, std::string_view name, bool follow,
+                      const LogSink& sink) = 0;
+  virtual Status wait_ready(std::string_view enclave_id, std::string_view name,
+                            const ReadinessCheck& check) = 0;
+  // The config the service was added with (what `add_service` got, after
+  // defaults), so it can be added again changed.
+  virtual Result<ServiceConfig> service_config(std::string_view enclave_id, std::string_view name) = 0;
+  // Unpacks a tar archive (plain or gzip) into directory `dir` of the service,
+  // replacing files of the same names.
+  virtual Status copy_to_service(std::string_view enclave_id, std::string_view name, std::string_view dir,
+                                 std::string_view tar) = 0;
 
   // --- Files artifacts (a .tgz each) ---
   virtual Result<ArtifactInfo> store_artifact(std::string_view enclave_id, std::string_view name,

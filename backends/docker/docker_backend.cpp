@@ -85,6 +85,72 @@ std::vector<PortSpec> decode_ports(std::string_view s) {
   return out;
 }
 
+// The config a service was added with, kept in a label so a fresh process
+// can add it again changed (a rolling update) from Docker alone.
+std::string encode_config(const ServiceConfig& c) {
+  auto strings = [](const std::vector<std::string>& v) {
+    json::array a;
+    for (const auto& x : v) a.emplace_back(x);
+    return a;
+  };
+  json::object env, labels;
+  for (const auto& [k, v] : c.env) env[k] = v;
+  for (const auto& [k, v] : c.labels) labels[k] = v;
+  json::array ports, files, binds;
+  for (const auto& p : c.ports)
+    ports.push_back(json::object{{"name", p.name}, {"number", p.number}, {"protocol", p.protocol}});
+  for (const auto& f : c.files) files.push_back(json::object{{"artifact", f.artifact}, {"path", f.path}});
+  for (const auto& b : c.binds) {
+    binds.push_back(json::object{{"source", b.source}, {"target", b.target}, {"read_only", b.read_only}});
+  }
+  return json::serialize(json::object{{"image", c.image},
+                                      {"entrypoint", strings(c.entrypoint)},
+                                      {"cmd", strings(c.cmd)},
+                                      {"env", std::move(env)},
+                                      {"ports", std::move(ports)},
+                                      {"files", std::move(files)},
+                                      {"cpus", c.cpus},
+                                      {"memory_bytes", c.memory_bytes},
+                                      {"labels", std::move(labels)},
+                                      {"binds", std::move(binds)},
+                                      {"kind", c.kind}});
+}
+
+Result<ServiceConfig> decode_config(std::string_view text, const std::string& name) {
+  try {
+    json::object o = json::parse(text).as_object();
+    ServiceConfig c;
+    c.name = name;
+    c.image = std::string(o.at("image").as_string());
+    for (const auto& x : o.at("entrypoint").as_array()) c.entrypoint.emplace_back(x.as_string());
+    for (const auto& x : o.at("cmd").as_array()) c.cmd.emplace_back(x.as_string());
+    for (const auto& [k, v] : o.at("env").as_object()) c.env[std::string(k)] = std::string(v.as_string());
+    for (const auto& p : o.at("ports").as_array()) {
+      c.ports.push_back(PortSpec{std::string(p.at("name").as_string()),
+                                 static_cast<std::uint16_t>(p.at("number").to_number<int>()),
+                                 std::string(p.at("protocol").as_string())});
+    }
+    for (const auto& f : o.at("files").as_array()) {
+      c.files.push_back(
+          FileMount{std::string(f.at("artifact").as_string()), std::string(f.at("path").as_string())});
+    }
+    c.cpus = o.at("cpus").to_number<double>();
+    c.memory_bytes = o.at("memory_bytes").to_number<std::uint64_t>();
+    for (const auto& [k, v] : o.at("labels").as_object())
+      c.labels[std::string(k)] = std::string(v.as_string());
+    for (const auto& b : o.at("binds").as_array()) {
+      c.binds.push_back(BindMount{std::string(b.at("source").as_string()),
+                                  std::string(b.at("target").as_string()), b.at("read_only").as_bool()});
+    }
+    c.kind = std::string(o.at("kind").as_string());
+    return c;
+  } catch (const std::exception& e) {
+    return Error(ErrorCode::failed_precondition,
+                 "the config of service '" + name + "' cannot be read back (" + e.what() +
+                     "); it was added by an older modhost: remove it and add it again");
+  }
+}
+
 // Image references go into URL paths as they are (Docker routes name/with/slashes:tag).
 bool valid_reference(std::string_view ref) {
   if (ref.empty() || ref.size() > 255) return false;
@@ -710,6 +776,7 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
   json::object labels = impl_->base_labels(config.kind, e.info.id, config.name, docker::now_rfc3339());
   for (const auto& [k, v] : config.labels) labels[k] = v;
   if (!config.ports.empty()) labels[docker::kLabelPorts] = encode_ports(config.ports);
+  labels[docker::kLabelConfig] = encode_config(config);
 
   json::object body;
   body["Image"] = config.image;
@@ -1060,6 +1127,28 @@ Result<bool> DockerBackend::image_exists(std::string_view reference) {
   if (r.status == 404) return false;
   if (!is_2xx(r)) return docker::engine_error(r, "cannot inspect image '" + std::string(reference) + "'");
   return true;
+}
+
+Result<ServiceConfig> DockerBackend::service_config(std::string_view enclave_id, std::string_view name) {
+  MODHOST_ASSIGN_OR_RETURN(ServiceRef s, impl_->resolve_service(enclave_id, name));
+  const json::value* config = docker::member(s.inspect, "Config");
+  static const json::value kEmpty;
+  return decode_config(docker::label_of(config != nullptr ? *config : kEmpty, docker::kLabelConfig), s.name);
+}
+
+Status DockerBackend::copy_to_service(std::string_view enclave_id, std::string_view name,
+                                      std::string_view dir, std::string_view tar) {
+  MODHOST_ASSIGN_OR_RETURN(ServiceRef s, impl_->resolve_service(enclave_id, name));
+  const std::string ctx = "failed to copy files into '" + std::string(dir) + "' of service '" + s.name + "'";
+  if (dir.empty() || dir.front() != '/')
+    return Error(ErrorCode::invalid_argument, ctx + ": the path must be absolute");
+  MODHOST_ASSIGN_OR_RETURN(
+      HttpResponse r,
+      impl_->api(Method::put, "/containers/" + s.container_id + "/archive?path=" + url_encode(dir),
+                 std::string(tar), std::nullopt, "application/x-tar"));
+  if (r.status == 404) return Error(ErrorCode::not_found, ctx + ": no such directory in the service");
+  if (!is_2xx(r)) return docker::engine_error(r, ctx, ErrorCode::failed_precondition);
+  return ok_status();
 }
 
 Result<std::optional<int>> DockerBackend::network_namespace_pid(std::string_view enclave_id,

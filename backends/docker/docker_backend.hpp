@@ -69,6 +69,9 @@ class DockerBackend final : public Backend {
                           const std::vector<std::string>& argv) override;
   Status logs(std::string_view enclave_id, std::string_view name, bool follow, const LogSink& sink) override;
   Status wait_ready(std::string_view enclave_id, std::string_view name, const ReadinessCheck& check) override;
+  Result<ServiceConfig> service_config(std::string_view enclave_id, std::string_view name) override;
+  Status copy_to_service(std::string_view enclave_id, std::string_view name, std::string_view dir,
+                         std::string_view tar) override;
 
   Result<ArtifactInfo> store_artifact(std::string_view enclave_id, std::string_view name,
                                       std::string_view tgz) override;

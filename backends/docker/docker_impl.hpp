@@ -24,6 +24,7 @@ namespace json = boost::json;
 inline constexpr const char* kApiPrefix = "/v1.41";
 inline constexpr const char* kLabelPorts =
     "io.modhost.ports";  // "name:80/tcp,..." (names of published ports)
+inline constexpr const char* kLabelConfig = "io.modhost.config";  // the ServiceConfig, JSON
 inline constexpr const char* kLabelRole =
     "io.modhost.role";  // artifact volumes: data | tgz; holder containers
 inline constexpr const char* kLabelSize = "io.modhost.size";  // artifact: bytes of the .tgz

@@ -16,7 +16,6 @@ class Engine;
 }
 namespace modhost::backend {
 class Backend;
-struct ReadinessCheck;
 }  // namespace modhost::backend
 
 namespace modhost::cli {
@@ -80,7 +79,7 @@ Result<PortSpec> parse_port_spec(std::string_view text);
 // "512m", "1g", "64k", "1048576" (bytes).
 Result<std::uint64_t> parse_memory(std::string_view text);
 // "tcp:PORT", "http:PORT/path", "exec:COMMAND ARGS..." (split on spaces).
-Result<backend::ReadinessCheck> parse_wait_spec(std::string_view text);
+Result<ReadinessCheck> parse_wait_spec(std::string_view text);
 
 // Verb groups: each adds its subcommands to `app`.
 void add_module_commands(CLI::App& app, GlobalOptions& g);

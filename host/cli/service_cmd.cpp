@@ -55,8 +55,8 @@ Result<std::uint64_t> parse_memory(std::string_view text) {
   return value * mult;
 }
 
-Result<backend::ReadinessCheck> parse_wait_spec(std::string_view text) {
-  backend::ReadinessCheck c;
+Result<ReadinessCheck> parse_wait_spec(std::string_view text) {
+  ReadinessCheck c;
   auto colon = text.find(':');
   std::string_view kind = text.substr(0, colon);
   std::string_view arg = colon == std::string_view::npos ? std::string_view() : text.substr(colon + 1);
@@ -66,16 +66,16 @@ Result<backend::ReadinessCheck> parse_wait_spec(std::string_view text) {
   };
   if (arg.empty()) return bad();
   if (kind == "tcp") {
-    c.kind = backend::ReadinessCheck::Kind::tcp;
+    c.kind = ReadinessCheck::Kind::tcp;
     c.port = std::string(arg);
   } else if (kind == "http") {
-    c.kind = backend::ReadinessCheck::Kind::http;
+    c.kind = ReadinessCheck::Kind::http;
     auto slash = arg.find('/');
     c.port = std::string(arg.substr(0, slash));
     c.path = slash == std::string_view::npos ? "/" : std::string(arg.substr(slash));
     if (c.port.empty()) return bad();
   } else if (kind == "exec") {
-    c.kind = backend::ReadinessCheck::Kind::exec;
+    c.kind = ReadinessCheck::Kind::exec;
     std::istringstream words{std::string(arg)};
     for (std::string w; words >> w;) c.command.push_back(w);
   } else {
@@ -136,8 +136,8 @@ Result<ServiceConfig> build_config(const AddArgs& a) {
   return c;
 }
 
-Result<backend::ReadinessCheck> build_wait(const AddArgs& a) {
-  MODHOST_ASSIGN_OR_RETURN(backend::ReadinessCheck c, parse_wait_spec(a.wait));
+Result<ReadinessCheck> build_wait(const AddArgs& a) {
+  MODHOST_ASSIGN_OR_RETURN(ReadinessCheck c, parse_wait_spec(a.wait));
   c.expected_status = a.wait_status;
   c.body_contains = a.wait_body;
   MODHOST_ASSIGN_OR_RETURN(c.initial_delay, parse_duration(a.wait_initial_delay, /*allow_zero=*/true));
@@ -151,7 +151,7 @@ Result<backend::ReadinessCheck> build_wait(const AddArgs& a) {
 int run_add(const GlobalOptions& g, const AddArgs& a) {
   auto config = build_config(a);
   if (!config.ok()) return fail(g, config.error());
-  std::optional<backend::ReadinessCheck> wait;
+  std::optional<ReadinessCheck> wait;
   if (!a.wait.empty()) {
     auto w = build_wait(a);
     if (!w.ok()) return fail(g, w.error());

@@ -89,6 +89,30 @@ class EnclaveServiceImpl final : public enclave_api::EnclaveService::Service {
     ctx_.log(level, in->message());
     return grpc::Status::OK;
   }
+  grpc::Status WaitReady(grpc::ServerContext*, const enclave_api::WaitReadyArgs* in, Empty*) override {
+    return done(ctx_.wait_ready(in->service(), convert::from_proto(*in)));
+  }
+  grpc::Status ServiceConfig(grpc::ServerContext*, const enclave_api::ServiceRef* in,
+                             enclave_api::AddServiceArgs* out) override {
+    auto r = ctx_.service_config(in->name());
+    if (!r.ok()) return convert::to_status(r.error());
+    convert::to_proto(r.value(), out);
+    return grpc::Status::OK;
+  }
+  grpc::Status CopyToService(grpc::ServerContext*, const enclave_api::CopyToServiceArgs* in,
+                             Empty*) override {
+    return done(ctx_.copy_to_service(in->service(), in->dir(), in->tar()));
+  }
+  grpc::Status WriteFile(grpc::ServerContext*, const enclave_api::WriteFileArgs* in, Empty*) override {
+    return done(ctx_.write_file(in->service(), in->path(), in->content(), in->mode()));
+  }
+  grpc::Status DownloadArtifact(grpc::ServerContext*, const enclave_api::ArtifactRef* in,
+                                enclave_api::ArtifactData* out) override {
+    auto r = ctx_.download_artifact(in->name());
+    if (!r.ok()) return convert::to_status(r.error());
+    out->set_tgz(std::move(r).value());
+    return grpc::Status::OK;
+  }
   grpc::Status Repartition(grpc::ServerContext*, const enclave_api::Partitioning* in, Empty*) override {
     return done(ctx_.repartition(convert::from_proto(*in)));
   }

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "backends/docker/docker_backend.hpp"
+#include "backends/image/image.hpp"
 #include "engine/logging.hpp"
 #include "engine/network_control.hpp"
 
@@ -84,6 +85,29 @@ class BackendEnclaveContext final : public EnclaveContext {
       return true;
     }));
     return out;
+  }
+  Status wait_ready(std::string_view name, const ReadinessCheck& check) override {
+    return backend_.wait_ready(enclave_id_, name, check);
+  }
+  Result<ServiceConfig> service_config(std::string_view name) override {
+    return backend_.service_config(enclave_id_, name);
+  }
+  Status copy_to_service(std::string_view name, std::string_view dir, std::string_view tar) override {
+    return backend_.copy_to_service(enclave_id_, name, dir, tar);
+  }
+  Status write_file(std::string_view name, std::string_view path, std::string_view content,
+                    std::uint32_t mode) override {
+    const auto slash = path.rfind('/');
+    if (path.empty() || path.front() != '/' || slash == path.size() - 1) {
+      return Error(ErrorCode::invalid_argument, "the file path '" + std::string(path) + "' must be absolute");
+    }
+    image::TarWriter tar;
+    tar.add_file(path.substr(slash + 1), content, mode);
+    return backend_.copy_to_service(enclave_id_, name, slash == 0 ? "/" : path.substr(0, slash),
+                                    tar.finish());
+  }
+  Result<std::string> download_artifact(std::string_view name) override {
+    return backend_.download_artifact(enclave_id_, name);
   }
   Status repartition(const NetworkPartitioning& plan) override {
     MODHOST_ASSIGN_OR_RETURN(PartitionApplied applied, network_.repartition(enclave_id_, plan));

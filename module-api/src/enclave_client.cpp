@@ -107,6 +107,58 @@ class GrpcEnclaveContext final : public EnclaveContext {
     return out.logs();
   }
 
+  Status wait_ready(std::string_view name, const ReadinessCheck& check) override {
+    enclave_api::WaitReadyArgs args;
+    convert::to_proto(check, &args);
+    args.set_service(std::string(name));
+    Empty out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->WaitReady(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    return ok_status();
+  }
+
+  Result<ServiceConfig> service_config(std::string_view name) override {
+    enclave_api::ServiceRef ref;
+    ref.set_name(std::string(name));
+    enclave_api::AddServiceArgs out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->ServiceConfig(&ctx, ref, &out); !s.ok()) return convert::to_error(s);
+    return convert::from_proto(out);
+  }
+
+  Status copy_to_service(std::string_view name, std::string_view dir, std::string_view tar) override {
+    enclave_api::CopyToServiceArgs args;
+    args.set_service(std::string(name));
+    args.set_dir(std::string(dir));
+    args.set_tar(std::string(tar));
+    Empty out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->CopyToService(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    return ok_status();
+  }
+
+  Status write_file(std::string_view name, std::string_view path, std::string_view content,
+                    std::uint32_t mode) override {
+    enclave_api::WriteFileArgs args;
+    args.set_service(std::string(name));
+    args.set_path(std::string(path));
+    args.set_content(std::string(content));
+    args.set_mode(mode);
+    Empty out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->WriteFile(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    return ok_status();
+  }
+
+  Result<std::string> download_artifact(std::string_view name) override {
+    enclave_api::ArtifactRef ref;
+    ref.set_name(std::string(name));
+    enclave_api::ArtifactData out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->DownloadArtifact(&ctx, ref, &out); !s.ok()) return convert::to_error(s);
+    return std::move(*out.mutable_tgz());
+  }
+
   Status repartition(const NetworkPartitioning& plan) override {
     enclave_api::Partitioning args;
     convert::to_proto(plan, &args);

@@ -216,4 +216,36 @@ NetworkPartitioning from_proto(const enclave_api::Partitioning& in) {
   return p;
 }
 
+void to_proto(const ReadinessCheck& in, enclave_api::WaitReadyArgs* out) {
+  out->set_kind(in.kind == ReadinessCheck::Kind::http   ? "http"
+                : in.kind == ReadinessCheck::Kind::exec ? "exec"
+                                                        : "tcp");
+  out->set_port(in.port);
+  out->set_path(in.path);
+  out->set_expected_status(in.expected_status);
+  out->set_body_contains(in.body_contains);
+  for (const auto& c : in.command) out->add_command(c);
+  out->set_initial_delay_ms(in.initial_delay.count());
+  out->set_retries(in.retries);
+  out->set_interval_ms(in.interval.count());
+  out->set_timeout_ms(in.timeout.count());
+}
+
+ReadinessCheck from_proto(const enclave_api::WaitReadyArgs& in) {
+  ReadinessCheck c;
+  c.kind = in.kind() == "http"   ? ReadinessCheck::Kind::http
+           : in.kind() == "exec" ? ReadinessCheck::Kind::exec
+                                 : ReadinessCheck::Kind::tcp;
+  c.port = in.port();
+  c.path = in.path();
+  c.expected_status = in.expected_status();
+  c.body_contains = in.body_contains();
+  c.command.assign(in.command().begin(), in.command().end());
+  c.initial_delay = std::chrono::milliseconds(in.initial_delay_ms());
+  c.retries = in.retries();
+  c.interval = std::chrono::milliseconds(in.interval_ms());
+  c.timeout = std::chrono::milliseconds(in.timeout_ms());
+  return c;
+}
+
 }  // namespace modhost::convert

@@ -23,6 +23,8 @@ ServiceInfo from_proto(const enclave_api::ServiceInfo& in);
 ServiceStatus status_from_word(const std::string& s);
 
 void to_proto(const NetworkPartitioning& in, enclave_api::Partitioning* out);
+void to_proto(const ReadinessCheck& in, enclave_api::WaitReadyArgs* out);
+ReadinessCheck from_proto(const enclave_api::WaitReadyArgs& in);
 NetworkPartitioning from_proto(const enclave_api::Partitioning& in);
 
 }  // namespace modhost::convert

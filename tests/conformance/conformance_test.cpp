@@ -16,7 +16,7 @@ namespace {
 using backend::Backend;
 using backend::EnclaveInfo;
 using backend::EnclaveStatus;
-using backend::ReadinessCheck;
+using modhost::ReadinessCheck;
 using namespace std::chrono_literals;
 
 using modhost::testing::describe;

@@ -2,6 +2,7 @@
 // out-of-process modules get the same operations over gRPC.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,13 +36,52 @@ class EnclaveContext {
   virtual Status kill_service(std::string_view name, int signal) = 0;
   virtual Result<std::string> service_logs(std::string_view name) = 0;
 
+  // Waits until the service passes `check` (tcp port open, HTTP answer, or
+  // command exit 0), within the check's retries.
+  virtual Status wait_ready(std::string_view name, const ReadinessCheck& check) {
+    (void)name;
+    (void)check;
+    return unsupported("readiness waits");
+  }
+  // The config the service was added with, to add it again changed.
+  virtual Result<ServiceConfig> service_config(std::string_view name) {
+    (void)name;
+    return unsupported("service configs");
+  }
+  // Unpacks a tar archive (plain or gzip) into directory `dir` of the service.
+  virtual Status copy_to_service(std::string_view name, std::string_view dir, std::string_view tar) {
+    (void)name;
+    (void)dir;
+    (void)tar;
+    return unsupported("copying files into services");
+  }
+  // Writes one file (creating or replacing it) into the service.
+  virtual Status write_file(std::string_view name, std::string_view path, std::string_view content,
+                            std::uint32_t mode) {
+    (void)name;
+    (void)path;
+    (void)content;
+    (void)mode;
+    return unsupported("writing files into services");
+  }
+  // A files artifact of the enclave, as its .tgz bytes.
+  virtual Result<std::string> download_artifact(std::string_view name) {
+    (void)name;
+    return unsupported("files artifacts");
+  }
+
   // Replaces the enclave's network partitioning with `plan` at once: pairs
   // whose connection does not change keep flowing. A plan that shapes nothing
   // heals the network (removes every rule of ours). Contexts without network
   // control say so.
   virtual Status repartition(const NetworkPartitioning& plan) {
     (void)plan;
-    return Error(ErrorCode::failed_precondition, "this enclave context has no network control");
+    return unsupported("network control");
+  }
+
+ protected:
+  static Error unsupported(const char* what) {
+    return Error(ErrorCode::failed_precondition, std::string("this enclave context has no ") + what);
   }
 };
 

@@ -78,4 +78,18 @@ struct ExecResult {
   std::string output;  // stdout and stderr, interleaved
 };
 
+// A readiness wait. Exactly one of the probes is used, chosen by `kind`.
+struct ReadinessCheck {
+  enum class Kind { tcp, http, exec } kind = Kind::tcp;
+  std::string port;                  // tcp/http: port name or number inside the service
+  std::string path = "/";            // http
+  int expected_status = 200;         // http
+  std::string body_contains;         // http, optional
+  std::vector<std::string> command;  // exec: exit 0 means ready
+  std::chrono::milliseconds initial_delay{0};
+  int retries = 30;
+  std::chrono::milliseconds interval{500};
+  std::chrono::milliseconds timeout{2000};  // per attempt
+};
+
 }  // namespace modhost
