@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -53,9 +54,20 @@ class FakeContext final : public modhost::EnclaveContext {
 
   std::string enclave_id() const override { return "fake-enclave"; }
   void log(modhost::LogLevel, std::string_view message) override { logs.emplace_back(message); }
-  Result<ServiceInfo> add_service(const modhost::ServiceConfig&) override { return unsupported(); }
+  Result<ServiceInfo> add_service(const modhost::ServiceConfig& config) override {
+    calls.push_back("add " + config.name);
+    if (fail.count(calls.back()) != 0)
+      return Error(ErrorCode::failed_precondition, "injected failure of " + calls.back());
+    if (services_.count(config.name) != 0) return Error(ErrorCode::already_exists, "exists");
+    add(config.name, config.labels);
+    configs[config.name] = config;
+    return services_.at(config.name);
+  }
   Status remove_service(std::string_view name) override {
-    return change("remove", name, {}, [&](ServiceInfo&) { services_.erase(std::string(name)); });
+    return change("remove", name, {}, [&](ServiceInfo&) {
+      services_.erase(std::string(name));
+      configs.erase(std::string(name));
+    });
   }
   Result<std::vector<ServiceInfo>> list_services() override {
     calls.emplace_back("list");
@@ -69,8 +81,36 @@ class FakeContext final : public modhost::EnclaveContext {
     if (it == services_.end()) return Error(ErrorCode::not_found, "no service");
     return it->second;
   }
-  Result<modhost::ExecResult> exec(std::string_view, const std::vector<std::string>&) override {
-    return unsupported();
+  Result<modhost::ExecResult> exec(std::string_view name, const std::vector<std::string>&) override {
+    calls.push_back("exec " + std::string(name));
+    if (fail.count(calls.back()) != 0)
+      return Error(ErrorCode::failed_precondition, "injected failure of " + calls.back());
+    auto code = exit_codes.find(std::string(name));
+    return modhost::ExecResult{code == exit_codes.end() ? 0 : code->second, "out of " + std::string(name)};
+  }
+  Status wait_ready(std::string_view name, const modhost::ReadinessCheck&) override {
+    return simple("ready", name);
+  }
+  Result<modhost::ServiceConfig> service_config(std::string_view name) override {
+    auto it = configs.find(std::string(name));
+    if (it != configs.end()) return it->second;
+    if (services_.count(std::string(name)) == 0) return Error(ErrorCode::not_found, "no service");
+    modhost::ServiceConfig c;
+    c.name = std::string(name);
+    c.image = "img:1";
+    return c;
+  }
+  Status copy_to_service(std::string_view name, std::string_view dir, std::string_view) override {
+    return simple("copy", std::string(name) + " " + std::string(dir));
+  }
+  Status write_file(std::string_view name, std::string_view path, std::string_view content,
+                    std::uint32_t) override {
+    written[std::string(name) + ":" + std::string(path)] = std::string(content);
+    return simple("write", std::string(name) + " " + std::string(path));
+  }
+  Result<std::string> download_artifact(std::string_view name) override {
+    calls.push_back("artifact " + std::string(name));
+    return std::string("tgz bytes");
   }
   Status stop_service(std::string_view name, int grace) override {
     last_grace = grace;
@@ -105,12 +145,22 @@ class FakeContext final : public modhost::EnclaveContext {
   }
 
   std::vector<std::string> logs;
-  std::vector<modhost::NetworkPartitioning> plans;  // every repartition, heals included
+  std::map<std::string, modhost::ServiceConfig> configs;  // as added (or set by the test)
+  std::map<std::string, int> exit_codes;                  // exec exit code by service; default 0
+  std::map<std::string, std::string> written;             // "service:path" -> content
+  std::vector<modhost::NetworkPartitioning> plans;        // every repartition, heals included
   int last_signal = 0;
   int last_grace = -1;
 
  private:
   static Error unsupported() { return Error(ErrorCode::internal, "not in the fake"); }
+
+  Status simple(const char* verb, std::string_view what) {
+    calls.push_back(std::string(verb) + " " + std::string(what));
+    if (fail.count(calls.back()) != 0)
+      return Error(ErrorCode::failed_precondition, "injected failure of " + calls.back());
+    return modhost::ok_status();
+  }
 
   template <typename F>
   Status change(const char* verb, std::string_view name, std::optional<ServiceStatus> needs, F f) {
