@@ -24,7 +24,9 @@ const std::string kDatastore = "modhost/datastore:0.1.0";
 
 class MutationDocker : public modhost::test::DockerCliTest {
  protected:
-  static void SetUpTestSuite() { load_images({"modhost-busybox.tar", "modhost-datastore.tar"}); }
+  static void SetUpTestSuite() {
+    load_images({"modhost-busybox.tar", "modhost-datastore.tar", "modhost-module-mutation.tar"});
+  }
 
   void make_enclave(const std::string& name) {
     enclave_ = std::string(mh_json({"enclave", "add", "--name", name}).at("id").as_string());
@@ -152,6 +154,20 @@ TEST_F(MutationDocker, ScalesUpWithNumberedCopiesAndDownAgain) {
 
   expect_error(mutate(R"({"action":"scale","service":"ghost","replicas":2})"), 3, "unknown service 'ghost'");
   expect_error(mutate(R"({"action":"scale","service":"w","replicas":0})"), 3, "outside 1..100");
+}
+
+TEST_F(MutationDocker, TheModuleImageDoesTheSameThroughTheEnclaveApi) {
+  make_enclave("image");
+  add("w", {kBusybox, "--", "sleep", "3600"});
+  auto run = [&](const std::string& params) {
+    auto r = mh({"module", "exec", "modhost/mutation-module:0.1.0", "--enclave-id", enclave_,
+                 "--execute-params", params});
+    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+  };
+  run(R"({"action":"write_file","services":["w"],"path":"/tmp/from-api","content":"over grpc"})");
+  EXPECT_EQ(in("w", {"cat", "/tmp/from-api"}), "over grpc");
+  run(R"({"action":"scale","service":"w","replicas":2,"wait":{"exec":["true"]}})");
+  EXPECT_EQ(inspect("w-2").at("status"), "running");
 }
 
 }  // namespace
