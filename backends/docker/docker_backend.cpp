@@ -113,7 +113,9 @@ std::string encode_config(const ServiceConfig& c) {
                                       {"memory_bytes", c.memory_bytes},
                                       {"labels", std::move(labels)},
                                       {"binds", std::move(binds)},
-                                      {"kind", c.kind}});
+                                      {"kind", c.kind},
+                                      {"network_of", c.network_of},
+                                      {"cap_add", strings(c.cap_add)}});
 }
 
 Result<ServiceConfig> decode_config(std::string_view text, const std::string& name) {
@@ -143,6 +145,10 @@ Result<ServiceConfig> decode_config(std::string_view text, const std::string& na
                                   std::string(b.at("target").as_string()), b.at("read_only").as_bool()});
     }
     c.kind = std::string(o.at("kind").as_string());
+    if (const json::value* n = o.if_contains("network_of")) c.network_of = std::string(n->as_string());
+    if (const json::value* caps = o.if_contains("cap_add")) {
+      for (const auto& x : caps->as_array()) c.cap_add.emplace_back(x.as_string());
+    }
     return c;
   } catch (const std::exception& e) {
     return Error(ErrorCode::failed_precondition,
@@ -770,7 +776,7 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
         {"Type", "bind"}, {"Source", b.source}, {"Target", b.target}, {"ReadOnly", b.read_only}});
   }
 
-  if (config.kind != "service" && config.kind != "module") {
+  if (config.kind != "service" && config.kind != "module" && config.kind != "helper") {
     return Error(ErrorCode::invalid_argument, ctx + ": unknown kind '" + config.kind + "'");
   }
   json::object labels = impl_->base_labels(config.kind, e.info.id, config.name, docker::now_rfc3339());
@@ -804,10 +810,25 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
     // Published on loopback only, on a free port the engine picks.
     bindings[port_key(p)] = json::array{json::object{{"HostIp", "127.0.0.1"}, {"HostPort", ""}}};
   }
-  body["ExposedPorts"] = std::move(exposed);
   json::object host;
-  host["NetworkMode"] = e.network_name;
-  host["PortBindings"] = std::move(bindings);
+  if (config.network_of.empty()) {
+    body["ExposedPorts"] = std::move(exposed);
+    host["NetworkMode"] = e.network_name;
+    host["PortBindings"] = std::move(bindings);
+  } else {
+    // In another service's namespace: Docker takes no hostname, ports or
+    // network endpoint of its own.
+    if (!docker::valid_name(config.network_of)) {
+      return Error(ErrorCode::invalid_argument, ctx + ": no service '" + config.network_of + "' to join");
+    }
+    body.erase("Hostname");
+    host["NetworkMode"] = "container:" + Impl::container_name(e.info.id, config.network_of);
+  }
+  if (!config.cap_add.empty()) {
+    json::array caps;
+    for (const auto& c : config.cap_add) caps.emplace_back(c);
+    host["CapAdd"] = std::move(caps);
+  }
   host["Mounts"] = std::move(mounts);
   // An init process as PID 1 forwards signals and reaps zombies, so stop is
   // prompt even for programs that ignore SIGTERM as PID 1.
@@ -815,11 +836,13 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
   if (config.cpus > 0) host["NanoCpus"] = static_cast<std::int64_t>(config.cpus * 1e9);
   if (config.memory_bytes > 0) host["Memory"] = static_cast<std::int64_t>(config.memory_bytes);
   body["HostConfig"] = std::move(host);
-  json::object endpoint;
-  endpoint["Aliases"] = json::array{json::value(config.name)};
-  json::object endpoints;
-  endpoints[e.network_name] = std::move(endpoint);
-  body["NetworkingConfig"] = json::object{{"EndpointsConfig", std::move(endpoints)}};
+  if (config.network_of.empty()) {
+    json::object endpoint;
+    endpoint["Aliases"] = json::array{json::value(config.name)};
+    json::object endpoints;
+    endpoints[e.network_name] = std::move(endpoint);
+    body["NetworkingConfig"] = json::object{{"EndpointsConfig", std::move(endpoints)}};
+  }
 
   MODHOST_ASSIGN_OR_RETURN(
       HttpResponse cr, impl_->api(Method::post, "/containers/create?name=" + cname, json::serialize(body)));

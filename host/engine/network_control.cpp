@@ -16,9 +16,11 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
+#include "backends/image/image.hpp"
 #include "engine/logging.hpp"
 #include "engine/module_manager.hpp"
 #include "engine/netns.hpp"
@@ -88,11 +90,56 @@ bool in_subnet(const std::string& ip, const std::string& cidr) {
   return (ntohl(a.s_addr) & mask) == (ntohl(net.s_addr) & mask);
 }
 
+// A running service and how its namespace is entered: from this host by the
+// pid of one of its processes, or through a helper container that shares it.
 struct Target {
   std::string service;
   std::string ip;
   int pid = 0;
+  std::string helper;  // the helper's service name, for engines not on this host
+  // The record's key: what identifies this namespace across applies.
+  std::string key() const { return helper.empty() ? "pid:" + std::to_string(pid) : "helper:" + helper; }
 };
+
+constexpr const char* kHelperImage = "modhost/netctl:1";
+constexpr const char* kHelperArchive = "modhost-netctl.tar";
+constexpr const char* kHelperShaperConfig = "/shaper.json";
+constexpr const char* kHelperApplied = "/shaper.applied";
+
+std::string base64(std::string_view in) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char ch : in) {
+    acc = (acc << 8) | ch;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += kAlphabet[(acc >> bits) & 0x3f];
+    }
+  }
+  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 0x3f];
+  while (out.size() % 4 != 0) out += '=';
+  return out;
+}
+
+// The shaper's config for one namespace, as the shaper reads it.
+json::object shaper_namespace(int pid, const partition::NamespaceRules& rules) {
+  json::array queues;
+  for (const auto& [num, c] : rules.queues) {
+    queues.push_back(json::object{
+        {"num", num},
+        {"delay_us", c.delay.count()},
+        {"jitter_us", c.jitter.count()},
+        {"correlation", c.correlation_percent},
+        {"distribution", c.distribution == Connection::Distribution::normal ? "normal" : "uniform"},
+        {"loss", c.loss_percent}});
+  }
+  return json::object{{"pid", pid}, {"queues", std::move(queues)}};
+}
+
+std::int64_t fresh_seed() { return static_cast<std::int64_t>(std::random_device{}() & 0x7fffffff); }
 
 std::string last_lines(const std::string& text, int n) {
   std::size_t pos = text.size();
@@ -133,20 +180,127 @@ struct NetworkControl::Impl {
                                                          "', not inside the enclave subnet " +
                                                          enclave.subnet);
       }
-      out.push_back(Target{s.name, s.ip, 0});
+      out.push_back(Target{s.name, s.ip, 0, ""});
     }
     MODHOST_TRY(parallel(out.size(), [&](std::size_t i) -> Status {
       MODHOST_ASSIGN_OR_RETURN(std::optional<int> pid,
                                backend.network_namespace_pid(enclave.id, out[i].service));
-      if (!pid) {
-        return Error(ErrorCode::failed_precondition,
-                     "network control enters each service's network namespace, which needs the " +
-                         std::string(backend.name()) + " engine on this machine");
+      if (pid) {
+        out[i].pid = *pid;
+      } else {
+        out[i].helper = helper_name(out[i].service);
       }
-      out[i].pid = *pid;
       return ok_status();
     }));
+    if (!out.empty() && !out[0].helper.empty()) MODHOST_TRY(ensure_helpers(enclave.id, out));
     return out;
+  }
+
+  // --- Helpers: the engine runs elsewhere ---
+  // One container per service, in the service's network namespace, with
+  // NET_ADMIN: iptables runs in it by exec, and its main process is the
+  // shaper of that namespace (it starts with no queues).
+
+  static std::string helper_name(const std::string& service) { return "netctl-" + service; }
+
+  Status ensure_helper_image() {
+    MODHOST_ASSIGN_OR_RETURN(bool present, backend.image_exists(kHelperImage));
+    if (present) return ok_status();
+    // Packed by the build; installed under share/modhost/images.
+    const fs::path bin(executable_dir());
+    for (const fs::path& archive : {bin / ".." / "images" / kHelperArchive,
+                                    bin / ".." / "share" / "modhost" / "images" / kHelperArchive}) {
+      if (fs::exists(archive)) return backend.load_image(archive.string());
+    }
+    return Error(ErrorCode::failed_precondition,
+                 std::string("network control of a remote engine needs the image ") + kHelperImage +
+                     ", and no " + kHelperArchive + " is next to modhost to load it from");
+  }
+
+  Status ensure_helpers(const std::string& enclave_id, const std::vector<Target>& ts) {
+    std::set<std::string> running;
+    for (const Target& t : ts) {
+      auto h = backend.inspect_service(enclave_id, t.helper);
+      if (h.ok() && h->status == ServiceStatus::running) running.insert(t.helper);
+    }
+    bool image_checked = false;
+    for (const Target& t : ts) {
+      if (running.contains(t.helper)) continue;
+      if (!image_checked) MODHOST_TRY(ensure_helper_image());
+      image_checked = true;
+      (void)backend.remove_service(enclave_id, t.helper);  // a stopped one, if any
+      ServiceConfig c;
+      c.name = t.helper;
+      c.kind = "helper";
+      c.image = kHelperImage;
+      c.network_of = t.service;
+      c.cap_add = {"NET_ADMIN"};
+      c.env["MODHOST_SHAPER_CONFIG"] = json::serialize(
+          json::object{{"generation", 0}, {"namespaces", json::array{shaper_namespace(1, {})}}});
+      c.entrypoint = {"/bin/sh", "-c",
+                      std::string("echo \"$MODHOST_SHAPER_CONFIG\" > ") + kHelperShaperConfig +
+                          " && exec /bin/modhost-netshaper --config " + kHelperShaperConfig +
+                          " --pid-file /shaper.pid --applied-file " + kHelperApplied};
+      auto added = backend.add_service(enclave_id, c);
+      if (!added.ok())
+        return added.error().context("cannot start the network helper of service '" + t.service + "'");
+    }
+    return ok_status();
+  }
+
+  // Helpers are not listed with services: they go by their names.
+  void remove_helpers(const std::string& enclave_id, const std::vector<Target>& ts) {
+    for (const Target& t : ts) {
+      if (!t.helper.empty()) (void)backend.remove_service(enclave_id, t.helper);
+    }
+  }
+
+  // Runs argv (with `input` on stdin) in the target's namespace.
+  Result<CommandOutput> run(const std::string& enclave_id, const Target& t,
+                            const std::vector<std::string>& argv, std::string_view input = {}) {
+    if (t.helper.empty()) return run_in_netns(t.pid, argv, input);
+    std::vector<std::string> cmd;
+    const std::string name = fs::path(argv[0]).filename().string();
+    if (input.empty()) {
+      cmd = argv;
+      cmd[0] = name;
+    } else {
+      // The exec API has no stdin: the input travels in base64 in the command.
+      std::string line = "echo " + base64(input) + " | base64 -d | " + name;
+      for (std::size_t i = 1; i < argv.size(); ++i) line += " " + argv[i];
+      cmd = {"sh", "-c", line};
+    }
+    MODHOST_ASSIGN_OR_RETURN(ExecResult r, backend.exec(enclave_id, t.helper, cmd));
+    return CommandOutput{r.exit_code, r.output, r.output};
+  }
+
+  // Gives each helper's shaper its table and waits until it took it.
+  Status reload_helper_shapers(const std::string& enclave_id, const std::vector<Target>& ts,
+                               const std::vector<partition::NamespaceRules>& rules) {
+    const auto generation = static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                          std::chrono::system_clock::now().time_since_epoch())
+                                                          .count());
+    return parallel(ts.size(), [&](std::size_t i) -> Status {
+      const Target& t = ts[i];
+      json::object config{{"generation", generation},
+                          {"seed", fresh_seed()},
+                          {"namespaces", json::array{shaper_namespace(1, rules[i])}}};
+      MODHOST_TRY(backend.copy_to_service(enclave_id, t.helper, "/", [&] {
+        image::TarWriter tar;
+        tar.add_file(fs::path(kHelperShaperConfig).filename().string(), json::serialize(config), 0644);
+        return tar.finish();
+      }()));
+      MODHOST_TRY(backend.kill_service(enclave_id, t.helper, SIGHUP));
+      for (auto deadline = std::chrono::steady_clock::now() + options.shaper_timeout;;) {
+        MODHOST_ASSIGN_OR_RETURN(ExecResult r, backend.exec(enclave_id, t.helper, {"cat", kHelperApplied}));
+        if (r.exit_code == 0 && r.output == std::to_string(generation)) return ok_status();
+        if (std::chrono::steady_clock::now() > deadline) {
+          return Error(ErrorCode::timeout,
+                       "the packet shaper of service '" + t.service + "' did not take its rules");
+        }
+        std::this_thread::sleep_for(10ms);
+      }
+    });
   }
 
   // Runs `work(i)` for i in [0, n) on up to `parallelism` threads; the first
@@ -174,14 +328,13 @@ struct NetworkControl::Impl {
   // was entered through (a restarted service has a new pid and a fresh
   // namespace). Saves reading the namespace back, and skips namespaces whose
   // rules do not change.
-  using Record = std::map<int, std::string>;
+  using Record = std::map<std::string, std::string>;
 
   Record read_record(const std::string& enclave_id) const {
     Record r;
     try {
       json::value v = json::parse(read_file(dir(enclave_id) / "rules.json"));
-      for (const auto& [pid, rules] : v.as_object())
-        r[std::stoi(std::string(pid))] = std::string(rules.as_string());
+      for (const auto& [key, rules] : v.as_object()) r[std::string(key)] = std::string(rules.as_string());
     } catch (const std::exception&) {
       r.clear();
     }
@@ -190,34 +343,39 @@ struct NetworkControl::Impl {
 
   Status write_record(const std::string& enclave_id, const Record& r) {
     json::object o;
-    for (const auto& [pid, rules] : r) o[std::to_string(pid)] = rules;
+    for (const auto& [key, rules] : r) o[key] = rules;
     return write_file(dir(enclave_id) / "rules.json", json::serialize(o));
+  }
+
+  // A program on this host, or by name in the helper.
+  static Result<std::string> program(const Target& t, const char* name) {
+    if (!t.helper.empty()) return std::string(name);
+    return find_program(name, "iptables");
   }
 
   // Makes one namespace hold `rules` (none: nothing of ours). `known`: what
   // the record says it holds. Returns whether anything changed.
-  Result<bool> apply_namespace(const Target& t, const partition::NamespaceRules& rules,
-                               const std::string* known) {
+  Result<bool> apply_namespace(const std::string& enclave_id, const Target& t,
+                               const partition::NamespaceRules& rules, const std::string* known) {
     const std::string want = partition::chain_rules(rules);
-    MODHOST_ASSIGN_OR_RETURN(std::string restore_bin, find_program("iptables-restore", "iptables"));
+    MODHOST_ASSIGN_OR_RETURN(std::string restore_bin, program(t, "iptables-restore"));
     if (known != nullptr) {
       if (*known == want) return false;
       const bool installed = !known->empty();
       const std::string input = partition::render_restore(rules, {installed, installed});
-      MODHOST_ASSIGN_OR_RETURN(CommandOutput restored,
-                               run_in_netns(t.pid, {restore_bin, "--noflush"}, input));
+      MODHOST_ASSIGN_OR_RETURN(CommandOutput restored, run(enclave_id, t, {restore_bin, "--noflush"}, input));
       if (restored.exit_code == 0) return true;
       // The namespace is not what the record says: read it and try again.
     }
-    MODHOST_ASSIGN_OR_RETURN(std::string save_bin, find_program("iptables-save", "iptables"));
-    MODHOST_ASSIGN_OR_RETURN(CommandOutput saved, run_in_netns(t.pid, {save_bin, "-t", "filter"}));
+    MODHOST_ASSIGN_OR_RETURN(std::string save_bin, program(t, "iptables-save"));
+    MODHOST_ASSIGN_OR_RETURN(CommandOutput saved, run(enclave_id, t, {save_bin, "-t", "filter"}));
     if (saved.exit_code != 0) {
       return Error(ErrorCode::failed_precondition, "cannot read the netfilter rules of service '" +
                                                        t.service + "': " + last_lines(saved.err, 1));
     }
     const std::string input = partition::render_restore(rules, partition::parse_iptables_save(saved.out));
     if (input.empty()) return false;
-    MODHOST_ASSIGN_OR_RETURN(CommandOutput restored, run_in_netns(t.pid, {restore_bin, "--noflush"}, input));
+    MODHOST_ASSIGN_OR_RETURN(CommandOutput restored, run(enclave_id, t, {restore_bin, "--noflush"}, input));
     if (restored.exit_code != 0) {
       return Error(ErrorCode::failed_precondition, "cannot install the partition rules of service '" +
                                                        t.service + "': " + last_lines(restored.err, 2));
@@ -255,22 +413,10 @@ struct NetworkControl::Impl {
     }
     json::array namespaces;
     for (std::size_t i = 0; i < targets.size(); ++i) {
-      if (rules[i].queues.empty()) continue;
-      json::array queues;
-      for (const auto& [num, c] : rules[i].queues) {
-        queues.push_back(json::object{
-            {"num", num},
-            {"delay_us", c.delay.count()},
-            {"jitter_us", c.jitter.count()},
-            {"correlation", c.correlation_percent},
-            {"distribution", c.distribution == Connection::Distribution::normal ? "normal" : "uniform"},
-            {"loss", c.loss_percent}});
-      }
-      namespaces.push_back(json::object{{"pid", targets[i].pid}, {"queues", std::move(queues)}});
+      if (!rules[i].queues.empty()) namespaces.push_back(shaper_namespace(targets[i].pid, rules[i]));
     }
-    json::object config{{"generation", generation},
-                        {"seed", static_cast<std::int64_t>(std::random_device{}() & 0x7fffffff)},
-                        {"namespaces", std::move(namespaces)}};
+    json::object config{
+        {"generation", generation}, {"seed", fresh_seed()}, {"namespaces", std::move(namespaces)}};
     MODHOST_TRY(write_file(d / "shaper.json", json::serialize(config)));
 
     int pid = running_shaper(enclave_id);
@@ -389,12 +535,13 @@ struct NetworkControl::Impl {
     Status s = parallel(ts.size(), [&](std::size_t i) -> Status {
       partition::NamespaceRules none;
       none.service = ts[i].service;
-      auto k = known.find(ts[i].pid);
-      auto r = apply_namespace(ts[i], none, k != known.end() ? &k->second : nullptr);
+      auto k = known.find(ts[i].key());
+      auto r = apply_namespace(enclave_id, ts[i], none, k != known.end() ? &k->second : nullptr);
       if (!r.ok()) return r.error();
       return ok_status();
     });
     forget(enclave_id);
+    remove_helpers(enclave_id, ts);
     return s;
   }
 };
@@ -430,8 +577,10 @@ Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_
   ::chmod(d.c_str(), 0700);
 
   // The shaper takes its queues before any rule sends packets to them.
-  if (any_queue) {
-    Status s = impl_->start_or_reload_shaper(enclave_id, ts, rules);
+  const bool remote = !ts.empty() && !ts[0].helper.empty();
+  if (any_queue || remote) {
+    Status s = remote ? impl_->reload_helper_shapers(enclave_id, ts, rules)
+                      : impl_->start_or_reload_shaper(enclave_id, ts, rules);
     if (!s.ok()) {
       (void)impl_->heal_targets(enclave_id, ts);
       return s.error();
@@ -442,9 +591,9 @@ Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_
   const Impl::Record known = impl_->read_record(enclave_id);
   std::atomic<int> changed{0};
   Status s = impl_->parallel(ts.size(), [&](std::size_t i) -> Status {
-    auto k = known.find(ts[i].pid);
+    auto k = known.find(ts[i].key());
     MODHOST_ASSIGN_OR_RETURN(
-        bool c, impl_->apply_namespace(ts[i], rules[i], k != known.end() ? &k->second : nullptr));
+        bool c, impl_->apply_namespace(enclave_id, ts[i], rules[i], k != known.end() ? &k->second : nullptr));
     if (c) ++changed;
     return ok_status();
   });
@@ -454,9 +603,9 @@ Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_
   }
   applied.namespaces = changed.load();
   Impl::Record now;
-  for (std::size_t i = 0; i < ts.size(); ++i) now[ts[i].pid] = partition::chain_rules(rules[i]);
+  for (std::size_t i = 0; i < ts.size(); ++i) now[ts[i].key()] = partition::chain_rules(rules[i]);
   MODHOST_TRY(impl_->write_record(enclave_id, now));
-  if (!any_queue) impl_->stop_shaper(enclave_id);
+  if (!any_queue && !remote) impl_->stop_shaper(enclave_id);
 
   if (plan.temporary) {
     MODHOST_TRY(write_file(d / "lease", std::to_string(::getpid())));

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -62,10 +63,16 @@ QueueSocket::~QueueSocket() {
 int QueueSocket::fd() const { return mnl_socket_get_fd(socket_); }
 
 Status QueueSocket::open_in(int netns_fd, int home_netns_fd, std::unique_ptr<QueueSocket>& out) {
-  if (::setns(netns_fd, CLONE_NEWNET) != 0) return errno_failure("setns");
+  // Already there (a helper container sharing the service's namespace, which
+  // has no CAP_SYS_ADMIN for setns): no switch.
+  struct stat target {
+  }, home{};
+  const bool same = ::fstat(netns_fd, &target) == 0 && ::fstat(home_netns_fd, &home) == 0 &&
+                    target.st_dev == home.st_dev && target.st_ino == home.st_ino;
+  if (!same && ::setns(netns_fd, CLONE_NEWNET) != 0) return errno_failure("setns");
   mnl_socket* s = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
   int open_errno = errno;
-  if (::setns(home_netns_fd, CLONE_NEWNET) != 0) {
+  if (!same && ::setns(home_netns_fd, CLONE_NEWNET) != 0) {
     // Every later namespace would be wrong: not recoverable.
     Status st = errno_failure("setns back to our own network namespace");
     if (s) mnl_socket_close(s);

@@ -25,8 +25,8 @@ using namespace std::chrono_literals;
 namespace {
 
 const std::string kModhost = modhost::test::kModhostCli;
-const std::string kDocker = "/usr/bin/docker";
-const std::string kBusybox = "modhost/busybox:1";
+const std::string& kDocker = modhost::test::kDockerCli;
+const std::string& kBusybox = modhost::test::kBusyboxImage;
 
 using modhost::test::Background;
 using modhost::test::read_file;
@@ -71,16 +71,6 @@ class ChaosDocker : public modhost::test::DockerCliTest {
     auto r = run_command(chaos_argv(enclave, params));
     EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
     return report_of(r.out);
-  }
-
-  static boost::json::object report_of(const std::string& out) {
-    boost::system::error_code ec;
-    auto v = boost::json::parse(out, ec);
-    if (ec || !v.is_object() || !v.as_object().contains("result") || !v.at("result").is_object()) {
-      ADD_FAILURE() << "no report in: " << out;
-      return {};
-    }
-    return v.at("result").as_object();
   }
 
   static std::vector<std::string> acted_on(const boost::json::object& report) {

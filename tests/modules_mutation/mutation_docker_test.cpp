@@ -19,7 +19,7 @@ using modhost::test::run_command;
 namespace {
 
 const std::string kModhost = modhost::test::kModhostCli;
-const std::string kBusybox = "modhost/busybox:1";
+const std::string& kBusybox = modhost::test::kBusyboxImage;
 const std::string kDatastore = "modhost/datastore:0.1.0";
 
 class MutationDocker : public modhost::test::DockerCliTest {
@@ -45,16 +45,7 @@ class MutationDocker : public modhost::test::DockerCliTest {
   }
 
   boost::json::object report(const std::string& params) {
-    auto r = mh({"-o", "json", "module", "exec", "builtin:mutation", "--enclave-id", enclave_,
-                 "--execute-params", params});
-    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
-    boost::system::error_code ec;
-    auto v = boost::json::parse(r.out, ec);
-    if (ec || !v.is_object() || !v.as_object().contains("result")) {
-      ADD_FAILURE() << "no report in: " << r.out;
-      return {};
-    }
-    return v.at("result").as_object();
+    return module_report("builtin:mutation", enclave_, params);
   }
 
   std::string in(const std::string& service, const std::vector<std::string>& argv) {
@@ -69,7 +60,7 @@ class MutationDocker : public modhost::test::DockerCliTest {
 
   std::string env_of(const std::string& service) {
     std::string id(inspect(service).at("id").as_string());
-    return run_command({"/usr/bin/docker", "inspect", "-f", "{{json .Config.Env}}", id}).out;
+    return run_command({modhost::test::kDockerCli, "inspect", "-f", "{{json .Config.Env}}", id}).out;
   }
 
   std::string enclave_;

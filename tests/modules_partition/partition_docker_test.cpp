@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "support/docker_cli.hpp"
+#include "support/unix_proxy.hpp"
 
 using modhost::test::Background;
 using modhost::test::read_file;
@@ -27,8 +28,8 @@ using namespace std::chrono_literals;
 namespace {
 
 const std::string kModhost = modhost::test::kModhostCli;
-const std::string kDocker = "/usr/bin/docker";
-const std::string kBusybox = "modhost/busybox:1";
+const std::string& kDocker = modhost::test::kDockerCli;
+const std::string& kBusybox = modhost::test::kBusyboxImage;
 
 bool in_subnet(const std::string& ip, const std::string& cidr) {
   auto octets = [](const std::string& s) {
@@ -86,16 +87,7 @@ class PartitionDocker : public modhost::test::DockerCliTest {
   }
 
   boost::json::object partition(const std::string& params) {
-    auto r = mh({"-o", "json", "module", "exec", "builtin:partition", "--enclave-id", enclave_,
-                 "--execute-params", params});
-    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
-    boost::system::error_code ec;
-    auto v = boost::json::parse(r.out, ec);
-    if (ec || !v.is_object() || !v.as_object().contains("result")) {
-      ADD_FAILURE() << "no report in: " << r.out;
-      return {};
-    }
-    return v.at("result").as_object();
+    return module_report("builtin:partition", enclave_, params);
   }
 
   modhost::test::CommandResult exec(const std::string& service, std::vector<std::string> argv) {
@@ -292,6 +284,34 @@ TEST_F(PartitionDocker, AContainerizedModuleRepartitionsThroughTheEnclaveApi) {
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   EXPECT_FALSE(connects("a1", "b1"));
   EXPECT_NE(our_rules("b1"), "");
+}
+
+// An engine modhost cannot enter (reached over TCP): the same partition goes
+// through helper containers that share each service's namespace.
+TEST_F(PartitionDocker, AnEngineElsewhereIsShapedThroughHelperContainers) {
+  modhost::test::UnixSocketProxy proxy("/var/run/docker.sock");
+  ASSERT_NE(proxy.port(), 0);
+  ::setenv("DOCKER_HOST", ("tcp://127.0.0.1:" + std::to_string(proxy.port())).c_str(), 1);
+  struct Unset {
+    ~Unset() { ::unsetenv("DOCKER_HOST"); }
+  } unset;
+
+  make_enclave("remote", {"a1", "b1", "c1"});
+  const double base = median(ping("a1", "c1", 5, "0.2").rtt_ms);
+  ASSERT_GT(base, 0);
+  partition(R"({"partitions":{"a":["a1"],"b":["b1"]},
+                "connections":[{"between":["a","b"],"blocked":true},{"between":["a","others"],"delay_ms":50}]})");
+  const std::string helpers = modhost::test::scoped_containers(scope_, "helper");
+  EXPECT_EQ(std::count(helpers.begin(), helpers.end(), '\n'), 3) << "one helper per service: " << helpers;
+  EXPECT_FALSE(connects("a1", "b1"));
+  EXPECT_TRUE(connects("b1", "c1"));
+  const double delayed = median(ping("a1", "c1", 5, "0.2").rtt_ms);
+  EXPECT_GT(delayed - base, 75) << "base " << base << " ms, delayed " << delayed << " ms";
+
+  partition(R"({"action":"heal"})");
+  EXPECT_TRUE(connects("a1", "b1"));
+  for (const char* s : {"a1", "b1", "c1"}) EXPECT_EQ(our_rules(s), "") << s;
+  EXPECT_EQ(modhost::test::scoped_containers(scope_, "helper"), "") << "heal removes the helpers";
 }
 
 }  // namespace

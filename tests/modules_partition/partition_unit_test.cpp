@@ -21,26 +21,17 @@ using std::chrono::milliseconds;
 namespace {
 
 partition::Params params(const std::string& json) {
-  auto p = partition::parse_params(json);
-  EXPECT_TRUE(p.ok()) << (p.ok() ? "" : p.error().message());
-  return p.ok() ? std::move(p).value() : partition::Params{};
+  return modhost::testing::parsed(partition::parse_params, json);
 }
 
 std::string rejection(const std::string& json) {
-  auto p = partition::parse_params(json);
-  if (p.ok()) return "accepted: " + json;
-  EXPECT_EQ(p.error().code(), ErrorCode::invalid_argument);
-  return p.error().message();
+  return modhost::testing::rejection_by(partition::parse_params, json);
 }
 
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
+using modhost::testing::contains;
 
 FakeContext enclave(std::initializer_list<const char*> names) {
-  FakeContext ctx;
-  for (const char* n : names) ctx.add(n);
-  return ctx;
+  return modhost::testing::enclave_with(names);
 }
 
 }  // namespace

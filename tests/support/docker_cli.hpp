@@ -17,6 +17,8 @@
 namespace modhost::test {
 
 inline const std::string kModhostCli = std::string(MODHOST_BIN_DIR) + "/modhost";
+inline const std::string kDockerCli = "/usr/bin/docker";
+inline const std::string kBusyboxImage = "modhost/busybox:1";
 
 inline bool docker_answers() { return run_command({"/usr/bin/docker", "info"}).exit_code == 0; }
 
@@ -76,6 +78,28 @@ class DockerCliTest : public ::testing::Test {
     auto v = boost::json::parse(r.out, ec);
     EXPECT_FALSE(ec) << r.out;
     return v;
+  }
+
+  // The result object of a module's run (`-o json module exec`'s "result"),
+  // or an empty object and a test failure.
+  static boost::json::object report_of(const std::string& out) {
+    boost::system::error_code ec;
+    auto v = boost::json::parse(out, ec);
+    if (ec || !v.is_object() || !v.as_object().contains("result") || !v.at("result").is_object()) {
+      ADD_FAILURE() << "no report in: " << out;
+      return {};
+    }
+    return v.at("result").as_object();
+  }
+
+  // Runs `modhost -o json module exec MODULE --enclave-id ENCLAVE
+  // --execute-params PARAMS`, expects success, returns the module's result.
+  boost::json::object module_report(const std::string& module, const std::string& enclave,
+                                    const std::string& params) {
+    auto r =
+        mh({"-o", "json", "module", "exec", module, "--enclave-id", enclave, "--execute-params", params});
+    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+    return report_of(r.out);
   }
 
   // The given exit code, and an error that is one line on stderr,

@@ -3,6 +3,8 @@
 // container backend.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -10,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "modhost/enclave_context.hpp"
@@ -17,12 +20,6 @@
 
 namespace modhost::testing {
 
-using modhost::Error;
-using modhost::ErrorCode;
-using modhost::Result;
-using modhost::ServiceInfo;
-using modhost::ServiceStatus;
-using modhost::Status;
 using std::chrono::milliseconds;
 
 // Services in memory; every call is logged as "verb name".
@@ -199,5 +196,34 @@ class FakeClock final : public modhost::modules::Clock {
   int sleeps = 0;
   std::optional<milliseconds> cancel_at;
 };
+
+// Running services with these names.
+inline FakeContext enclave_with(std::initializer_list<const char*> names) {
+  FakeContext ctx;
+  for (const char* n : names) ctx.add(n);
+  return ctx;
+}
+
+// A module's params parsed by `parse`, or a test failure and defaults.
+template <typename Parse>
+auto parsed(Parse parse, const std::string& json) {
+  auto p = parse(json);
+  EXPECT_TRUE(p.ok()) << (p.ok() ? "" : p.error().message());
+  using Params = std::remove_cvref_t<decltype(p.value())>;
+  return p.ok() ? std::move(p).value() : Params{};
+}
+
+// The message with which `parse` rejects `json` as invalid_argument.
+template <typename Parse>
+std::string rejection_by(Parse parse, const std::string& json) {
+  auto p = parse(json);
+  if (p.ok()) return "accepted: " + json;
+  EXPECT_EQ(p.error().code(), ErrorCode::invalid_argument);
+  return p.error().message();
+}
+
+inline bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
 
 }  // namespace modhost::testing

@@ -46,8 +46,14 @@ struct ServiceConfig {
   std::uint64_t memory_bytes = 0;  // 0 = unlimited
   std::map<std::string, std::string> labels;
   std::vector<BindMount> binds;
-  // "service", or "module" for a module container the engine starts.
+  // "service", "module" for a module container the engine starts, or
+  // "helper" for a container of the engine's own (network control).
   std::string kind = "service";
+  // Join the network namespace of this service of the enclave instead of the
+  // enclave network (no ports, no name of its own there).
+  std::string network_of;
+  // Linux capabilities beyond the engine's defaults, e.g. "NET_ADMIN".
+  std::vector<std::string> cap_add;
 };
 
 enum class ServiceStatus { created, running, paused, stopped, exited, unknown };
