@@ -35,7 +35,7 @@ using modhost::test::wait_exit;
 
 class ChaosDocker : public modhost::test::DockerCliTest {
  protected:
-  static void SetUpTestSuite() { load_images({"modhost-busybox.tar"}); }
+  static void SetUpTestSuite() { load_images({"modhost-busybox.tar", "modhost-module-chaos.tar"}); }
 
   void TearDown() override {
     if (!scope_.empty() && background_.pid > 0 && !wait_exit(background_.pid, 0ms)) {
@@ -127,6 +127,17 @@ TEST_F(ChaosDocker, KillsANamedServiceAndADryRunChangesNothing) {
   EXPECT_EQ(state(id, "b"), "exited");
   EXPECT_EQ(state(id, "a"), "running");
   EXPECT_EQ(state(id, "c"), "running");
+}
+
+TEST_F(ChaosDocker, TheModuleImageKillsThroughTheEnclaveApi) {
+  std::string id = make_enclave("image", {{"a", {}}, {"b", {}}});
+  auto r =
+      run_command({kModhost, "-o", "json", "module", "exec", "modhost/chaos-module:0.1.0", "--enclave-id", id,
+                   "--execute-params", R"({"action":"kill","services":["a"],"seed":7})"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  EXPECT_EQ(acted_on(report_of(r.out)), (std::vector<std::string>{"a"}));
+  EXPECT_EQ(state(id, "a"), "exited");
+  EXPECT_EQ(state(id, "b"), "running");
 }
 
 TEST_F(ChaosDocker, SameSeedChoosesTheSameTargetsOnIdenticalEnclaves) {
