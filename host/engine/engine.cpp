@@ -142,7 +142,8 @@ Result<backend::Backend*> Engine::backend() {
   docker.host = options_.docker_host;
   // Confines this engine to resources labelled with the scope: test suites
   // sharing one Docker engine stay out of each other's way.
-  if (const char* scope = std::getenv("MODHOST_SCOPE"); scope && *scope) docker.scope = scope;
+  docker.scope = options_.scope;
+  if (const char* scope = std::getenv("MODHOST_SCOPE"); docker.scope.empty() && scope && *scope) docker.scope = scope;
   MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<backend::DockerBackend> d, backend::DockerBackend::create(docker));
   Status ping = d->ping();
   if (!ping.ok()) {

@@ -18,6 +18,8 @@ struct EngineOptions {
   std::string backend = "auto";
   // Docker engine address; empty: $DOCKER_HOST, else unix:///var/run/docker.sock.
   std::string docker_host;
+  // Label scope of every resource (test suites sharing one engine); empty: $MODHOST_SCOPE.
+  std::string scope;
 };
 
 class Engine {
