@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,6 +50,18 @@ using modhost::ReadinessCheck;
 
 // Called with each chunk of log output while following.
 using LogSink = std::function<bool(std::string_view chunk)>;  // return false to stop
+
+// Something that happened to a container of an enclave, as the backend saw it.
+struct EnclaveEvent {
+  std::int64_t time_ns = 0;  // since the epoch, UTC
+  std::string kind;          // io.modhost.kind of the container: service | module | helper
+  std::string subject;       // its name in the enclave
+  std::string action;        // create | start | kill | die | stop | pause | unpause | restart | oom | destroy
+  std::map<std::string, std::string> attributes;  // e.g. exitCode, signal
+};
+
+// Called with each event; return false to stop.
+using EventSink = std::function<bool(const EnclaveEvent& event)>;
 
 struct CleanReport {
   std::vector<std::string> removed;  // human-readable "kind name (id)"
@@ -108,6 +121,11 @@ class Backend {
   // Loads an image archive (docker-save format) into the backend.
   virtual Status load_image(std::string_view archive_path) = 0;
   virtual Result<bool> image_exists(std::string_view reference) = 0;
+
+  // --- Events ---
+  // The enclave's container events since it was made, oldest first; with
+  // `follow`, then every new one until the sink returns false.
+  virtual Status events(std::string_view enclave_id, bool follow, const EventSink& sink) = 0;
 
   // --- Network control hooks ---
   // The pid of a process inside the service's network namespace, when the

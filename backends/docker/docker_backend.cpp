@@ -1152,6 +1152,68 @@ Result<bool> DockerBackend::image_exists(std::string_view reference) {
   return true;
 }
 
+Status DockerBackend::events(std::string_view enclave_id, bool follow, const EventSink& sink) {
+  MODHOST_ASSIGN_OR_RETURN(Enclave e, impl_->resolve_enclave(enclave_id, false));
+  const auto created = docker::parse_rfc3339(e.info.created);
+  const auto since = created ? std::chrono::system_clock::to_time_t(*created) - 1 : 0;
+  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now()) + 1;
+  json::array labels{json::value(std::string(kLabelApp) + "=modhost"),
+                     json::value(std::string(kLabelEnclave) + "=" + e.info.id)};
+  if (!impl_->options.scope.empty())
+    labels.emplace_back(std::string(kLabelScope) + "=" + impl_->options.scope);
+  json::object f{{"type", json::array{"container"}}, {"label", std::move(labels)}};
+  std::string target = std::string(docker::kApiPrefix) + "/events?since=" + std::to_string(since) +
+                       (follow ? std::string() : "&until=" + std::to_string(now)) +
+                       "&filters=" + url_encode(json::serialize(f));
+  static const std::set<std::string> kActions = {"create", "start",   "kill",    "die", "stop",
+                                                 "pause",  "unpause", "restart", "oom", "destroy"};
+  // One JSON object per line; a chunk may end inside one.
+  std::string pending;
+  bool stopped = false;
+  docker::ChunkSink chunk_sink = [&](std::string_view chunk) {
+    pending.append(chunk);
+    for (std::size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
+      std::string line = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+      boost::system::error_code ec;
+      json::value v = json::parse(line, ec);
+      if (ec || !v.is_object()) continue;
+      const std::string action = docker::str_at(v, "Action");
+      if (!kActions.contains(action)) continue;
+      EnclaveEvent ev;
+      ev.action = action;
+      ev.time_ns = docker::int_at(v, "timeNano");
+      bool holder = false;
+      if (const json::value* actor = docker::member(v, "Actor")) {
+        if (const json::value* attrs = docker::member(*actor, "Attributes"); attrs && attrs->is_object()) {
+          for (const auto& [k, x] : attrs->get_object()) {
+            if (!x.is_string()) continue;
+            if (k == kLabelName) ev.subject = std::string(x.get_string());
+            if (k == kLabelKind) ev.kind = std::string(x.get_string());
+            if (k == docker::kLabelRole) holder = true;
+            if (k == "exitCode" || k == "signal") ev.attributes[std::string(k)] = std::string(x.get_string());
+          }
+        }
+      }
+      // The containers that hold artifacts are the backend's own business.
+      if (holder || ev.kind == "artifact") continue;
+      if (!sink(ev)) {
+        stopped = true;
+        return false;
+      }
+    }
+    return true;
+  };
+  MODHOST_ASSIGN_OR_RETURN(
+      HttpResponse r,
+      impl_->client.stream(
+          Method::get, target, {}, chunk_sink,
+          follow ? std::nullopt : std::optional<milliseconds>(impl_->options.request_timeout)));
+  if (!is_2xx(r) && !stopped)
+    return docker::engine_error(r, "cannot read the events of enclave '" + e.info.name + "'");
+  return ok_status();
+}
+
 Result<ServiceConfig> DockerBackend::service_config(std::string_view enclave_id, std::string_view name) {
   MODHOST_ASSIGN_OR_RETURN(ServiceRef s, impl_->resolve_service(enclave_id, name));
   const json::value* config = docker::member(s.inspect, "Config");

@@ -70,6 +70,7 @@ class DockerBackend final : public Backend {
   Status logs(std::string_view enclave_id, std::string_view name, bool follow, const LogSink& sink) override;
   Status wait_ready(std::string_view enclave_id, std::string_view name, const ReadinessCheck& check) override;
   Result<ServiceConfig> service_config(std::string_view enclave_id, std::string_view name) override;
+  Status events(std::string_view enclave_id, bool follow, const EventSink& sink) override;
   Status copy_to_service(std::string_view enclave_id, std::string_view name, std::string_view dir,
                          std::string_view tar) override;
 

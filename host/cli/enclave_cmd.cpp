@@ -1,6 +1,7 @@
 // `modhost enclave add|ls|inspect|stop|rm|dump` and `modhost clean`.
 #include <boost/json.hpp>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -8,6 +9,7 @@
 #include "cli/cli.hpp"
 #include "cli/views.hpp"
 #include "engine/engine.hpp"
+#include "engine/events.hpp"
 #include "engine/network_control.hpp"
 
 namespace modhost::cli {
@@ -155,6 +157,58 @@ Status write_file(const fs::path& path, std::string_view content) {
   return ok_status();
 }
 
+// 2026-11-23T17:40:01.123456Z
+std::string format_event_time(std::int64_t ns) {
+  const std::time_t secs = static_cast<std::time_t>(ns / 1'000'000'000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[40];
+  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[64];
+  std::snprintf(out, sizeof out, "%.*s.%06lldZ", static_cast<int>(n), buf,
+                static_cast<long long>((ns % 1'000'000'000) / 1000));
+  return out;
+}
+
+int run_events(const GlobalOptions& g, const std::string& ref, bool follow) {
+  auto target = open_enclave(g, ref);
+  if (!target.ok()) return fail(g, target.error());
+  auto engine = get_engine(g);
+  if (!engine.ok()) return fail(g, engine.error());
+  boost::json::array all;
+  auto to_json = [](const engine::TimelineEvent& e) {
+    boost::json::object o{{"time", format_event_time(e.time_ns)},
+                          {"kind", e.kind},
+                          {"subject", e.subject},
+                          {"action", e.action}};
+    boost::json::object attrs;
+    for (const auto& [k, v] : e.attributes) attrs[k] = v;
+    if (!attrs.empty()) o["attributes"] = std::move(attrs);
+    return o;
+  };
+  Status s =
+      engine::enclave_timeline(*engine.value(), target->id, follow, [&](const engine::TimelineEvent& e) {
+        if (g.json()) {
+          // Followed: one object per line as it happens; otherwise one array.
+          if (follow) {
+            std::printf("%s\n", boost::json::serialize(to_json(e)).c_str());
+          } else {
+            all.push_back(to_json(e));
+          }
+        } else {
+          std::string attrs;
+          for (const auto& [k, v] : e.attributes) attrs += " " + k + "=" + v;
+          std::printf("%s  %-8s %-20s %s%s\n", format_event_time(e.time_ns).c_str(), e.kind.c_str(),
+                      e.subject.c_str(), e.action.c_str(), attrs.c_str());
+        }
+        std::fflush(stdout);
+        return true;
+      });
+  if (!s.ok()) return fail(g, s.error());
+  if (g.json() && !follow) print_json(all);
+  return kExitOk;
+}
+
 int run_dump(const GlobalOptions& g, const std::string& ref, const std::string& dir) {
   auto b = get_backend(g);
   if (!b.ok()) return fail(g, b.error());
@@ -211,8 +265,15 @@ int run_clean(const GlobalOptions& g, bool all) {
   if (!network.ok()) return fail(g, network.error());
   auto healed = network.value()->clean_stale();
   if (!healed.ok()) return fail(g, healed.error());
+  auto before = b.value()->list_enclaves();
   auto report = b.value()->clean(all);
   if (!report.ok()) return fail(g, report.error());
+  // What network control kept of the enclaves that went (timeline, state).
+  if (before.ok()) {
+    for (const auto& e : before.value()) {
+      if (!b.value()->find_enclave(e.id).ok()) network.value()->forget(e.id);
+    }
+  }
   report->removed.insert(report->removed.begin(), healed->begin(), healed->end());
   // And the network state of enclaves that went just now.
   if (auto gone = network.value()->clean_stale(); gone.ok()) {
@@ -265,6 +326,14 @@ void add_enclave_commands(CLI::App& app, GlobalOptions& g) {
   dump->add_option("enclave", *ref, "Enclave UUID, UUID prefix or name")->required();
   dump->add_option("dir", *dir, "Output directory (must not exist, or be empty)")->required();
   dump->callback([&g, ref, dir] { g_exit_code = run_dump(g, *ref, *dir); });
+
+  auto follow = std::make_shared<bool>(false);
+  CLI::App* events = enclave->add_subcommand(
+      "events",
+      "What happened in an enclave: services started, killed, paused, ...; partitions applied and healed");
+  events->add_option("enclave", *ref, "Enclave UUID, UUID prefix or name")->required();
+  events->add_flag("--follow,-f", *follow, "Keep printing new events until interrupted");
+  events->callback([&g, ref, follow] { g_exit_code = run_events(g, *ref, *follow); });
 }
 
 void add_clean_command(CLI::App& app, GlobalOptions& g) {

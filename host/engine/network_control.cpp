@@ -157,6 +157,20 @@ struct NetworkControl::Impl {
   NetworkControlOptions options;
 
   fs::path dir(const std::string& enclave_id) const { return fs::path(options.runtime_dir) / enclave_id; }
+  // Kept apart from the state heal drops: the timeline outlives a partition.
+  fs::path events_file(const std::string& enclave_id) const {
+    return fs::path(options.runtime_dir) / (enclave_id + ".events");
+  }
+
+  void record_event(const std::string& enclave_id, const std::string& action, const std::string& detail) {
+    std::error_code ec;
+    fs::create_directories(options.runtime_dir, ec);
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    std::ofstream out(events_file(enclave_id), std::ios::app);
+    out << json::serialize(json::object{{"time_ns", ns}, {"action", action}, {"detail", detail}}) << "\n";
+  }
 
   Result<std::string> shaper_path() const {
     if (!options.shaper_path.empty()) return options.shaper_path;
@@ -567,6 +581,7 @@ Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_
   }
   if (applied.rules == 0) {
     MODHOST_TRY(impl_->heal_targets(enclave_id, ts));
+    impl_->record_event(enclave_id, "healed", std::to_string(ts.size()) + " services");
     return applied;
   }
 
@@ -607,6 +622,9 @@ Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_
   MODHOST_TRY(impl_->write_record(enclave_id, now));
   if (!any_queue && !remote) impl_->stop_shaper(enclave_id);
 
+  impl_->record_event(
+      enclave_id, "partition applied",
+      std::to_string(applied.rules) + " rules over " + std::to_string(ts.size()) + " services");
   if (plan.temporary) {
     MODHOST_TRY(write_file(d / "lease", std::to_string(::getpid())));
   } else {
@@ -615,11 +633,36 @@ Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_
   return applied;
 }
 
-void NetworkControl::forget(const std::string& enclave_id) { impl_->forget(enclave_id); }
+void NetworkControl::forget(const std::string& enclave_id) {
+  impl_->forget(enclave_id);
+  std::error_code ec;
+  fs::remove(impl_->events_file(enclave_id), ec);
+}
+
+std::vector<NetworkControl::Event> NetworkControl::events(const std::string& enclave_id) const {
+  std::vector<Event> out;
+  std::ifstream in(impl_->events_file(enclave_id));
+  for (std::string line; std::getline(in, line);) {
+    boost::system::error_code ec;
+    json::value v = json::parse(line, ec);
+    if (ec || !v.is_object()) continue;
+    const json::object& o = v.as_object();
+    if (!o.contains("time_ns") || !o.contains("action")) continue;
+    Event e;
+    e.time_ns = o.at("time_ns").to_number<std::int64_t>();
+    e.action = std::string(o.at("action").as_string());
+    if (const json::value* d = o.if_contains("detail"); d && d->is_string())
+      e.detail = std::string(d->as_string());
+    out.push_back(std::move(e));
+  }
+  return out;
+}
 
 Status NetworkControl::heal(const std::string& enclave_id) {
   MODHOST_ASSIGN_OR_RETURN(std::vector<Target> ts, impl_->targets(enclave_id, nullptr));
-  return impl_->heal_targets(enclave_id, ts);
+  MODHOST_TRY(impl_->heal_targets(enclave_id, ts));
+  impl_->record_event(enclave_id, "healed", std::to_string(ts.size()) + " services");
+  return ok_status();
 }
 
 Result<std::vector<std::string>> NetworkControl::clean_stale() {
@@ -627,6 +670,18 @@ Result<std::vector<std::string>> NetworkControl::clean_stale() {
   std::error_code ec;
   if (!fs::exists(impl_->options.runtime_dir, ec)) return done;
   for (const auto& entry : fs::directory_iterator(impl_->options.runtime_dir, ec)) {
+    if (entry.is_regular_file() && entry.path().extension() == ".events") {
+      // The timeline of an enclave that is gone (or of another scope's: only
+      // once it has been quiet for a while).
+      const std::string id = entry.path().stem().string();
+      auto enclave = impl_->backend.find_enclave(id);
+      std::error_code tec;
+      const auto age = fs::file_time_type::clock::now() - fs::last_write_time(entry.path(), tec);
+      if ((!enclave.ok() || enclave.value().id != id) && !tec && age > std::chrono::minutes(10)) {
+        fs::remove(entry.path(), tec);
+      }
+      continue;
+    }
     if (!entry.is_directory()) continue;
     const std::string id = entry.path().filename().string();
     auto enclave = impl_->backend.find_enclave(id);

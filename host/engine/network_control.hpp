@@ -9,6 +9,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,8 +49,17 @@ class NetworkControl {
   // Removes every rule of ours from the enclave's services and stops its shaper.
   Status heal(const std::string& enclave_id);
 
-  // Stops the enclave's shaper and drops its state, for an enclave being removed.
+  // Stops the enclave's shaper and drops its state and its events, for an
+  // enclave being removed.
   void forget(const std::string& enclave_id);
+
+  // What network control did to the enclave (applied, healed), oldest first.
+  struct Event {
+    std::int64_t time_ns = 0;
+    std::string action;  // "partition applied" | "healed"
+    std::string detail;  // e.g. "12 rules in 4 namespaces"
+  };
+  std::vector<Event> events(const std::string& enclave_id) const;
 
   // For `modhost clean`: heals enclaves whose temporary partitioning outlived
   // the process that held it, and forgets enclaves that are gone.

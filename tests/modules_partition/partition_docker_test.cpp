@@ -286,6 +286,35 @@ TEST_F(PartitionDocker, AContainerizedModuleRepartitionsThroughTheEnclaveApi) {
   EXPECT_NE(our_rules("b1"), "");
 }
 
+TEST_F(PartitionDocker, TheEnclaveTimelineShowsStartsChaosAndPartitionsInOrder) {
+  make_enclave("timeline", {"a1", "b1"});
+  partition(R"({"partitions":{"a":["a1"]},"default":{"blocked":true}})");
+  module_report("builtin:chaos", enclave_, R"({"action":"kill","services":["b1"]})");
+  partition(R"({"action":"heal"})");
+
+  auto events = mh_json({"enclave", "events", enclave_});
+  std::vector<std::string> seen;
+  for (const auto& e : events.as_array()) {
+    std::string line =
+        std::string(e.at("subject").as_string()) + " " + std::string(e.at("action").as_string());
+    if (e.as_object().contains("attributes") && e.at("attributes").as_object().contains("signal")) {
+      line += " " + std::string(e.at("attributes").at("signal").as_string());
+    }
+    seen.push_back(line);
+  }
+  auto position = [&](const std::string& what) {
+    auto it = std::find(seen.begin(), seen.end(), what);
+    EXPECT_NE(it, seen.end()) << "no '" << what << "' in the timeline";
+    return it - seen.begin();
+  };
+  EXPECT_LT(position("a1 start"), position("network partition applied"));
+  EXPECT_LT(position("b1 start"), position("network partition applied"));
+  EXPECT_LT(position("network partition applied"), position("b1 kill 9"));
+  EXPECT_LT(position("b1 kill 9"), position("b1 die"));
+  EXPECT_LT(position("b1 die"), position("network healed"));
+  for (const auto& e : events.as_array()) EXPECT_EQ(e.at("time").as_string().size(), 27u) << e;
+}
+
 // An engine modhost cannot enter (reached over TCP): the same partition goes
 // through helper containers that share each service's namespace.
 TEST_F(PartitionDocker, AnEngineElsewhereIsShapedThroughHelperContainers) {
