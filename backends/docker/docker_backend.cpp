@@ -421,7 +421,8 @@ ServiceInfo DockerBackend::Impl::service_info(const json::value& inspect, const 
   info.image = docker::str_at(cfg, "Image");
   if (const json::value* labels = docker::member(cfg, "Labels"); labels != nullptr && labels->is_object()) {
     for (const auto& [k, v] : labels->get_object()) {
-      if (v.is_string()) info.labels[std::string(k)] = std::string(v.get_string());
+      // The saved config is the backend's own (service_config reads it).
+      if (v.is_string() && k != docker::kLabelConfig) info.labels[std::string(k)] = std::string(v.get_string());
     }
   }
   if (const json::value* state = docker::member(inspect, "State")) {
