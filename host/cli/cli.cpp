@@ -6,6 +6,7 @@
 #include <iostream>
 #include <memory>
 
+#include "builtins.hpp"
 #include "engine/engine.hpp"
 
 namespace modhost::cli {
@@ -95,6 +96,7 @@ Result<engine::Engine*> get_engine(const GlobalOptions& g) {
   static std::unique_ptr<engine::Engine> instance;
   if (!instance) {
     engine::EngineOptions o;
+    o.builtins = &builtin_registry();
     o.backend = g.backend;
     o.docker_host = g.docker_host;
     MODHOST_ASSIGN_OR_RETURN(instance, engine::Engine::create(o));

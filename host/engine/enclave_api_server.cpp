@@ -113,6 +113,21 @@ class EnclaveServiceImpl final : public enclave_api::EnclaveService::Service {
     out->set_tgz(std::move(r).value());
     return grpc::Status::OK;
   }
+  grpc::Status StoreArtifact(grpc::ServerContext*, const enclave_api::StoreArtifactArgs* in,
+                             Empty*) override {
+    return done(ctx_.store_artifact(in->name(), in->tgz()));
+  }
+  grpc::Status StoreFromService(grpc::ServerContext*, const enclave_api::StoreFromServiceArgs* in,
+                                Empty*) override {
+    return done(ctx_.store_from_service(in->service(), in->path(), in->name()));
+  }
+  grpc::Status ExecuteModule(grpc::ServerContext*, const enclave_api::ExecuteModuleArgs* in,
+                             enclave_api::ExecuteModuleResponse* out) override {
+    auto r = ctx_.execute_module(in->reference(), in->load_params(), in->execute_params());
+    if (!r.ok()) return convert::to_status(r.error());
+    out->set_result(std::move(r).value());
+    return grpc::Status::OK;
+  }
   grpc::Status Repartition(grpc::ServerContext*, const enclave_api::Partitioning* in, Empty*) override {
     return done(ctx_.repartition(convert::from_proto(*in)));
   }

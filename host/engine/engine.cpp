@@ -7,6 +7,7 @@
 #include "backends/docker/docker_backend.hpp"
 #include "backends/image/image.hpp"
 #include "engine/logging.hpp"
+#include "engine/module_manager.hpp"
 #include "engine/network_control.hpp"
 
 namespace modhost::engine {
@@ -16,10 +17,11 @@ namespace {
 // each bound to one enclave.
 class BackendEnclaveContext final : public EnclaveContext {
  public:
-  BackendEnclaveContext(backend::Backend& b, NetworkControl& network, std::string enclave_id,
-                        std::string module_name)
+  BackendEnclaveContext(backend::Backend& b, NetworkControl& network, const ModuleRegistry* builtins,
+                        std::string enclave_id, std::string module_name)
       : backend_(b),
         network_(network),
+        builtins_(builtins),
         enclave_id_(std::move(enclave_id)),
         log_(logger("module." + module_name)) {}
 
@@ -109,6 +111,28 @@ class BackendEnclaveContext final : public EnclaveContext {
   Result<std::string> download_artifact(std::string_view name) override {
     return backend_.download_artifact(enclave_id_, name);
   }
+  Status store_artifact(std::string_view name, std::string_view tgz) override {
+    MODHOST_TRY(backend_.store_artifact(enclave_id_, name, tgz));
+    return ok_status();
+  }
+  Status store_from_service(std::string_view service, std::string_view path, std::string_view name) override {
+    MODHOST_TRY(backend_.store_from_service(enclave_id_, service, path, name));
+    return ok_status();
+  }
+  Result<std::string> execute_module(std::string_view reference, std::string_view load_params,
+                                     std::string_view execute_params) override {
+    MODHOST_ASSIGN_OR_RETURN(ModuleReference ref, parse_module_reference(reference));
+    if (ref.kind == ModuleReference::Kind::image) {
+      return Error(ErrorCode::failed_precondition,
+                   "a module runs other modules that are built in or plugins on the host, not images ('" +
+                       std::string(reference) + "')");
+    }
+    static const ModuleRegistry kNone;
+    ModuleManager manager(builtins_ != nullptr ? *builtins_ : kNone);
+    MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<ModuleInstance> module, manager.load(ref, load_params, {}));
+    BackendEnclaveContext inner(backend_, network_, builtins_, enclave_id_, module->metadata().name);
+    return module->execute(inner, execute_params, std::nullopt);
+  }
   Status repartition(const NetworkPartitioning& plan) override {
     MODHOST_ASSIGN_OR_RETURN(PartitionApplied applied, network_.repartition(enclave_id_, plan));
     logger("engine")->debug("partitioning of enclave {}: {} rules, {} namespaces changed", enclave_id_,
@@ -119,6 +143,7 @@ class BackendEnclaveContext final : public EnclaveContext {
  private:
   backend::Backend& backend_;
   NetworkControl& network_;
+  const ModuleRegistry* builtins_;
   std::string enclave_id_;
   std::shared_ptr<spdlog::logger> log_;
 };
@@ -143,7 +168,8 @@ Result<backend::Backend*> Engine::backend() {
   // Confines this engine to resources labelled with the scope: test suites
   // sharing one Docker engine stay out of each other's way.
   docker.scope = options_.scope;
-  if (const char* scope = std::getenv("MODHOST_SCOPE"); docker.scope.empty() && scope && *scope) docker.scope = scope;
+  if (const char* scope = std::getenv("MODHOST_SCOPE"); docker.scope.empty() && scope && *scope)
+    docker.scope = scope;
   MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<backend::DockerBackend> d, backend::DockerBackend::create(docker));
   Status ping = d->ping();
   if (!ping.ok()) {
@@ -170,7 +196,8 @@ Result<NetworkControl*> Engine::network() {
 std::unique_ptr<EnclaveContext> Engine::enclave_context(const std::string& enclave_id,
                                                         const std::string& module_name) {
   auto network = this->network();
-  return std::make_unique<BackendEnclaveContext>(*backend_, *network.value(), enclave_id, module_name);
+  return std::make_unique<BackendEnclaveContext>(*backend_, *network.value(), options_.builtins, enclave_id,
+                                                 module_name);
 }
 
 }  // namespace modhost::engine

@@ -12,12 +12,16 @@
 namespace modhost::engine {
 
 class NetworkControl;
+class ModuleRegistry;
 
 struct EngineOptions {
   // "auto" (Docker when its socket answers), or "docker".
   std::string backend = "auto";
   // Docker engine address; empty: $DOCKER_HOST, else unix:///var/run/docker.sock.
   std::string docker_host;
+  // The modules a module may run by builtin:NAME (EnclaveContext::execute_module);
+  // null: none.
+  const ModuleRegistry* builtins = nullptr;
   // Label scope of every resource (test suites sharing one engine); empty: $MODHOST_SCOPE.
   std::string scope;
 };

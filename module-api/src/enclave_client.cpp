@@ -159,6 +159,39 @@ class GrpcEnclaveContext final : public EnclaveContext {
     return std::move(*out.mutable_tgz());
   }
 
+  Status store_artifact(std::string_view name, std::string_view tgz) override {
+    enclave_api::StoreArtifactArgs args;
+    args.set_name(std::string(name));
+    args.set_tgz(std::string(tgz));
+    Empty out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->StoreArtifact(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    return ok_status();
+  }
+
+  Status store_from_service(std::string_view service, std::string_view path, std::string_view name) override {
+    enclave_api::StoreFromServiceArgs args;
+    args.set_service(std::string(service));
+    args.set_path(std::string(path));
+    args.set_name(std::string(name));
+    Empty out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->StoreFromService(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    return ok_status();
+  }
+
+  Result<std::string> execute_module(std::string_view reference, std::string_view load_params,
+                                     std::string_view execute_params) override {
+    enclave_api::ExecuteModuleArgs args;
+    args.set_reference(std::string(reference));
+    args.set_load_params(std::string(load_params));
+    args.set_execute_params(std::string(execute_params));
+    enclave_api::ExecuteModuleResponse out;
+    grpc::ClientContext ctx;
+    if (auto s = stub_->ExecuteModule(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    return std::move(*out.mutable_result());
+  }
+
   Status repartition(const NetworkPartitioning& plan) override {
     enclave_api::Partitioning args;
     convert::to_proto(plan, &args);

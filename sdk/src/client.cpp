@@ -120,6 +120,7 @@ Client::~Client() = default;
 Result<Client> Client::embedded(const ClientOptions& options) {
   engine::init_logging(options.log_level);
   engine::EngineOptions e;
+  e.builtins = &builtin_registry();
   e.backend = options.backend;
   e.scope = options.scope;
   MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine, engine::Engine::create(e));

@@ -93,6 +93,28 @@ TEST_F(ModuleImage, AModuleReachesOnlyItsOwnEnclave) {
   EXPECT_EQ(listed.at("result").at("services").as_array().size(), 0u);
 }
 
+TEST_F(ModuleImage, AModuleRunsAnotherModuleAndStoresArtifactsThroughTheApi) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "c"}).exit_code, 0);
+  ASSERT_EQ(mh({"service", "add", "c", "src", "modhost/busybox:1", "--", "sleep", "3600"}).exit_code, 0);
+  auto composed = exec_json({"modhost-test/api_probe-module:1", "--enclave-id", "c", "--execute-params",
+                             R"({"op":"compose","module":"builtin:hello","params":"{\"from\":\"probe\"}"})"});
+  auto inner = boost::json::parse(composed.at("result").at("inner").as_string());
+  EXPECT_EQ(inner.at("params").at("from"), "probe") << inner;
+
+  auto stored = exec_json({"modhost-test/api_probe-module:1", "--enclave-id", "c", "--execute-params",
+                           R"({"op":"artifact","service":"src","path":"/etc","name":"etc"})"});
+  EXPECT_GT(stored.at("result").at("bytes").as_int64(), 0);
+  auto listed = mh_json({"files", "ls", "c"});
+  EXPECT_NE(boost::json::serialize(listed).find("\"etc\""), std::string::npos) << listed;
+
+  // Images are not composed (yet): one clear error.
+  auto refused =
+      mh({"module", "exec", "modhost-test/api_probe-module:1", "--enclave-id", "c", "--execute-params",
+          R"({"op":"compose","module":"modhost/hello-module:0.1.0","params":"{}"})"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("not images"), std::string::npos) << refused.err;
+}
+
 TEST_F(ModuleImage, FailuresAreOneLineErrorsAndLeaveNoModuleContainer) {
   ASSERT_EQ(mh({"enclave", "add", "--name", "f"}).exit_code, 0);
   expect_error(mh({"module", "exec", "modhost-test/not-there:1", "--enclave-id", "f"}), 4, "not found");

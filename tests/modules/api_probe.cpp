@@ -4,6 +4,10 @@
 //   {"op": "inspect", "service": "x"}   -> {"name": "x", "ip": "..."}
 //   {"op": "bench", "calls": N, "call": "list"|"log"}
 //                                       -> {"medianMicros": M} over N calls
+//   {"op": "compose", "module": "builtin:hello", "params": "{...}"}
+//                                       -> {"inner": RESULT} of that module run by the host
+//   {"op": "artifact", "service": "x", "path": "/p", "name": "n"}
+//                                       -> {"bytes": N}: stored from the service, downloaded back
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
@@ -46,6 +50,23 @@ class ApiProbe final : public modhost::ExecutableModule {
       }
       std::sort(micros.begin(), micros.end());
       return boost::json::serialize(boost::json::object{{"medianMicros", micros[micros.size() / 2]}});
+    }
+    if (op == "compose") {
+      auto r = ctx.execute_module(std::string(v.at("module").as_string()), "",
+                                  std::string(v.at("params").as_string()));
+      if (!r.ok()) return r.error();
+      return boost::json::serialize(boost::json::object{{"inner", r.value()}});
+    }
+    if (op == "artifact") {
+      const std::string name(v.at("name").as_string());
+      if (auto s = ctx.store_from_service(std::string(v.at("service").as_string()),
+                                          std::string(v.at("path").as_string()), name);
+          !s.ok()) {
+        return s.error();
+      }
+      auto tgz = ctx.download_artifact(name);
+      if (!tgz.ok()) return tgz.error();
+      return boost::json::serialize(boost::json::object{{"bytes", tgz->size()}});
     }
     return modhost::Error(modhost::ErrorCode::invalid_argument, "unknown op '" + op + "'");
   }

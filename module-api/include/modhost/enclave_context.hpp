@@ -70,6 +70,30 @@ class EnclaveContext {
     return unsupported("files artifacts");
   }
 
+  // Stores a .tgz as a files artifact of the enclave.
+  virtual Status store_artifact(std::string_view name, std::string_view tgz) {
+    (void)name;
+    (void)tgz;
+    return unsupported("files artifacts");
+  }
+  // Copies `path` out of a service into a new files artifact.
+  virtual Status store_from_service(std::string_view service, std::string_view path, std::string_view name) {
+    (void)service;
+    (void)path;
+    (void)name;
+    return unsupported("files artifacts");
+  }
+
+  // Loads another module (builtin:NAME or a plugin path), executes it once
+  // against this enclave and unloads it: modules compose. Its result.
+  virtual Result<std::string> execute_module(std::string_view reference, std::string_view load_params,
+                                             std::string_view execute_params) {
+    (void)reference;
+    (void)load_params;
+    (void)execute_params;
+    return unsupported("running other modules");
+  }
+
   // Replaces the enclave's network partitioning with `plan` at once: pairs
   // whose connection does not change keep flowing. A plan that shapes nothing
   // heals the network (removes every rule of ours). Contexts without network
