@@ -56,15 +56,10 @@ inline bool eventually(const std::function<bool()>& condition, std::chrono::mill
 }  // namespace modhost::testing
 
 // Expects `condition` to become true within `timeout` (a std::chrono duration).
-#define MODHOST_EXPECT_EVENTUALLY(condition, timeout)                                                 \
-  EXPECT_TRUE(                                                                                        \
-      ::modhost::testing::eventually([&] { return static_cast<bool>(condition); },                    \
-                                     std::chrono::duration_cast<std::chrono::milliseconds>(timeout))) \
-      << #condition " did not become true within "                                                    \
-      << std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count() << " ms"
-#define MODHOST_ASSERT_EVENTUALLY(condition, timeout)                                                 \
-  ASSERT_TRUE(                                                                                        \
-      ::modhost::testing::eventually([&] { return static_cast<bool>(condition); },                    \
-                                     std::chrono::duration_cast<std::chrono::milliseconds>(timeout))) \
-      << #condition " did not become true within "                                                    \
+#define MODHOST_EXPECT_EVENTUALLY(condition, timeout) MODHOST_EVENTUALLY_(EXPECT_TRUE, condition, timeout)
+#define MODHOST_ASSERT_EVENTUALLY(condition, timeout) MODHOST_EVENTUALLY_(ASSERT_TRUE, condition, timeout)
+#define MODHOST_EVENTUALLY_(check, condition, timeout)                                                  \
+  check(::modhost::testing::eventually([&] { return static_cast<bool>(condition); },                    \
+                                       std::chrono::duration_cast<std::chrono::milliseconds>(timeout))) \
+      << #condition " did not become true within "                                                      \
       << std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count() << " ms"
