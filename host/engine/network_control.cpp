@@ -180,7 +180,10 @@ struct NetworkControl::Impl {
   }
 
   // Running services with their namespace pid, checked against the subnet.
-  Result<std::vector<Target>> targets(const std::string& enclave_id, std::vector<std::string>* all_names) {
+  // With `ensure_helpers` false (healing), services whose helper is not
+  // running are left out: nothing of ours can be in their namespace.
+  Result<std::vector<Target>> targets(const std::string& enclave_id, std::vector<std::string>* all_names,
+                                      bool ensure_helpers = true) {
     MODHOST_ASSIGN_OR_RETURN(backend::EnclaveInfo enclave, backend.find_enclave(enclave_id));
     MODHOST_ASSIGN_OR_RETURN(std::vector<ServiceInfo> services, backend.list_services(enclave.id));
     std::vector<Target> out;
@@ -206,7 +209,16 @@ struct NetworkControl::Impl {
       }
       return ok_status();
     }));
-    if (!out.empty() && !out[0].helper.empty()) MODHOST_TRY(ensure_helpers(enclave.id, out));
+    if (!out.empty() && !out[0].helper.empty()) {
+      if (ensure_helpers) {
+        MODHOST_TRY(start_helpers(enclave.id, out));
+      } else {
+        std::erase_if(out, [&](const Target& t) {
+          auto h = backend.inspect_service(enclave.id, t.helper);
+          return !h.ok() || h->status != ServiceStatus::running;
+        });
+      }
+    }
     return out;
   }
 
@@ -231,7 +243,7 @@ struct NetworkControl::Impl {
                      ", and no " + kHelperArchive + " is next to modhost to load it from");
   }
 
-  Status ensure_helpers(const std::string& enclave_id, const std::vector<Target>& ts) {
+  Status start_helpers(const std::string& enclave_id, const std::vector<Target>& ts) {
     std::set<std::string> running;
     for (const Target& t : ts) {
       auto h = backend.inspect_service(enclave_id, t.helper);
@@ -558,6 +570,13 @@ struct NetworkControl::Impl {
     remove_helpers(enclave_id, ts);
     return s;
   }
+
+  Status heal(const std::string& enclave_id) {
+    MODHOST_ASSIGN_OR_RETURN(std::vector<Target> ts, targets(enclave_id, nullptr, false));
+    MODHOST_TRY(heal_targets(enclave_id, ts));
+    record_event(enclave_id, "healed", std::to_string(ts.size()) + " services");
+    return ok_status();
+  }
 };
 
 NetworkControl::NetworkControl(backend::Backend& backend, NetworkControlOptions options)
@@ -566,6 +585,11 @@ NetworkControl::~NetworkControl() = default;
 
 Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_id,
                                                      const NetworkPartitioning& plan) {
+  // Nothing named, nothing shaped: a heal.
+  if (plan.partitions.empty() && plan.empty()) {
+    MODHOST_TRY(impl_->heal(enclave_id));
+    return PartitionApplied{};
+  }
   std::vector<std::string> names;
   MODHOST_ASSIGN_OR_RETURN(std::vector<Target> ts, impl_->targets(enclave_id, &names));
   MODHOST_TRY(validate(plan, names));
@@ -580,8 +604,7 @@ Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_
     any_queue = any_queue || !r.queues.empty();
   }
   if (applied.rules == 0) {
-    MODHOST_TRY(impl_->heal_targets(enclave_id, ts));
-    impl_->record_event(enclave_id, "healed", std::to_string(ts.size()) + " services");
+    MODHOST_TRY(impl_->heal(enclave_id));
     return applied;
   }
 
@@ -658,12 +681,7 @@ std::vector<NetworkControl::Event> NetworkControl::events(const std::string& enc
   return out;
 }
 
-Status NetworkControl::heal(const std::string& enclave_id) {
-  MODHOST_ASSIGN_OR_RETURN(std::vector<Target> ts, impl_->targets(enclave_id, nullptr));
-  MODHOST_TRY(impl_->heal_targets(enclave_id, ts));
-  impl_->record_event(enclave_id, "healed", std::to_string(ts.size()) + " services");
-  return ok_status();
-}
+Status NetworkControl::heal(const std::string& enclave_id) { return impl_->heal(enclave_id); }
 
 Result<std::vector<std::string>> NetworkControl::clean_stale() {
   std::vector<std::string> done;
