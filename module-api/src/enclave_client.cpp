@@ -36,30 +36,23 @@ class GrpcEnclaveContext final : public EnclaveContext {
   Result<ServiceInfo> add_service(const ServiceConfig& config) override {
     enclave_api::AddServiceArgs args;
     convert::to_proto(config, &args);
-    enclave_api::ServiceInfo out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->AddService(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    MODHOST_ASSIGN_OR_RETURN(enclave_api::ServiceInfo out, call(&Stub::AddService, args));
     return convert::from_proto(out);
   }
 
-  Status remove_service(std::string_view name) override { return call_ref(&Stub::RemoveService, name); }
+  Status remove_service(std::string_view name) override {
+    return done(call(&Stub::RemoveService, ref(name)));
+  }
 
   Result<std::vector<ServiceInfo>> list_services() override {
-    Empty in;
-    enclave_api::ListServicesResponse out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->ListServices(&ctx, in, &out); !s.ok()) return convert::to_error(s);
+    MODHOST_ASSIGN_OR_RETURN(enclave_api::ListServicesResponse out, call(&Stub::ListServices, Empty{}));
     std::vector<ServiceInfo> v;
     for (const auto& i : out.services()) v.push_back(convert::from_proto(i));
     return v;
   }
 
   Result<ServiceInfo> inspect_service(std::string_view name) override {
-    enclave_api::ServiceRef ref;
-    ref.set_name(std::string(name));
-    enclave_api::ServiceInfo out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->InspectService(&ctx, ref, &out); !s.ok()) return convert::to_error(s);
+    MODHOST_ASSIGN_OR_RETURN(enclave_api::ServiceInfo out, call(&Stub::InspectService, ref(name)));
     return convert::from_proto(out);
   }
 
@@ -67,9 +60,7 @@ class GrpcEnclaveContext final : public EnclaveContext {
     enclave_api::ExecArgs args;
     args.set_service(std::string(service));
     for (const auto& a : argv) args.add_argv(a);
-    enclave_api::ExecResponse out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->Exec(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    MODHOST_ASSIGN_OR_RETURN(enclave_api::ExecResponse out, call(&Stub::Exec, args));
     return ExecResult{out.exit_code(), out.output()};
   }
 
@@ -77,33 +68,27 @@ class GrpcEnclaveContext final : public EnclaveContext {
     enclave_api::StopServiceArgs args;
     args.set_name(std::string(name));
     args.set_grace_seconds(grace_seconds);
-    Empty out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->StopService(&ctx, args, &out); !s.ok()) return convert::to_error(s);
-    return ok_status();
+    return done(call(&Stub::StopService, args));
   }
 
-  Status start_service(std::string_view name) override { return call_ref(&Stub::StartService, name); }
-  Status restart_service(std::string_view name) override { return call_ref(&Stub::RestartService, name); }
-  Status pause_service(std::string_view name) override { return call_ref(&Stub::PauseService, name); }
-  Status unpause_service(std::string_view name) override { return call_ref(&Stub::UnpauseService, name); }
+  Status start_service(std::string_view name) override { return done(call(&Stub::StartService, ref(name))); }
+  Status restart_service(std::string_view name) override {
+    return done(call(&Stub::RestartService, ref(name)));
+  }
+  Status pause_service(std::string_view name) override { return done(call(&Stub::PauseService, ref(name))); }
+  Status unpause_service(std::string_view name) override {
+    return done(call(&Stub::UnpauseService, ref(name)));
+  }
 
   Status kill_service(std::string_view name, int signal) override {
     enclave_api::KillServiceArgs args;
     args.set_name(std::string(name));
     args.set_signal(signal);
-    Empty out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->KillService(&ctx, args, &out); !s.ok()) return convert::to_error(s);
-    return ok_status();
+    return done(call(&Stub::KillService, args));
   }
 
   Result<std::string> service_logs(std::string_view name) override {
-    enclave_api::ServiceRef ref;
-    ref.set_name(std::string(name));
-    enclave_api::ServiceLogsResponse out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->ServiceLogs(&ctx, ref, &out); !s.ok()) return convert::to_error(s);
+    MODHOST_ASSIGN_OR_RETURN(enclave_api::ServiceLogsResponse out, call(&Stub::ServiceLogs, ref(name)));
     return out.logs();
   }
 
@@ -111,18 +96,11 @@ class GrpcEnclaveContext final : public EnclaveContext {
     enclave_api::WaitReadyArgs args;
     convert::to_proto(check, &args);
     args.set_service(std::string(name));
-    Empty out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->WaitReady(&ctx, args, &out); !s.ok()) return convert::to_error(s);
-    return ok_status();
+    return done(call(&Stub::WaitReady, args));
   }
 
   Result<ServiceConfig> service_config(std::string_view name) override {
-    enclave_api::ServiceRef ref;
-    ref.set_name(std::string(name));
-    enclave_api::AddServiceArgs out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->ServiceConfig(&ctx, ref, &out); !s.ok()) return convert::to_error(s);
+    MODHOST_ASSIGN_OR_RETURN(enclave_api::AddServiceArgs out, call(&Stub::ServiceConfig, ref(name)));
     return convert::from_proto(out);
   }
 
@@ -131,10 +109,7 @@ class GrpcEnclaveContext final : public EnclaveContext {
     args.set_service(std::string(name));
     args.set_dir(std::string(dir));
     args.set_tar(std::string(tar));
-    Empty out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->CopyToService(&ctx, args, &out); !s.ok()) return convert::to_error(s);
-    return ok_status();
+    return done(call(&Stub::CopyToService, args));
   }
 
   Status write_file(std::string_view name, std::string_view path, std::string_view content,
@@ -144,18 +119,13 @@ class GrpcEnclaveContext final : public EnclaveContext {
     args.set_path(std::string(path));
     args.set_content(std::string(content));
     args.set_mode(mode);
-    Empty out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->WriteFile(&ctx, args, &out); !s.ok()) return convert::to_error(s);
-    return ok_status();
+    return done(call(&Stub::WriteFile, args));
   }
 
   Result<std::string> download_artifact(std::string_view name) override {
-    enclave_api::ArtifactRef ref;
-    ref.set_name(std::string(name));
-    enclave_api::ArtifactData out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->DownloadArtifact(&ctx, ref, &out); !s.ok()) return convert::to_error(s);
+    enclave_api::ArtifactRef args;
+    args.set_name(std::string(name));
+    MODHOST_ASSIGN_OR_RETURN(enclave_api::ArtifactData out, call(&Stub::DownloadArtifact, args));
     return std::move(*out.mutable_tgz());
   }
 
@@ -163,10 +133,7 @@ class GrpcEnclaveContext final : public EnclaveContext {
     enclave_api::StoreArtifactArgs args;
     args.set_name(std::string(name));
     args.set_tgz(std::string(tgz));
-    Empty out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->StoreArtifact(&ctx, args, &out); !s.ok()) return convert::to_error(s);
-    return ok_status();
+    return done(call(&Stub::StoreArtifact, args));
   }
 
   Status store_from_service(std::string_view service, std::string_view path, std::string_view name) override {
@@ -174,10 +141,7 @@ class GrpcEnclaveContext final : public EnclaveContext {
     args.set_service(std::string(service));
     args.set_path(std::string(path));
     args.set_name(std::string(name));
-    Empty out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->StoreFromService(&ctx, args, &out); !s.ok()) return convert::to_error(s);
-    return ok_status();
+    return done(call(&Stub::StoreFromService, args));
   }
 
   Result<std::string> execute_module(std::string_view reference, std::string_view load_params,
@@ -186,32 +150,35 @@ class GrpcEnclaveContext final : public EnclaveContext {
     args.set_reference(std::string(reference));
     args.set_load_params(std::string(load_params));
     args.set_execute_params(std::string(execute_params));
-    enclave_api::ExecuteModuleResponse out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->ExecuteModule(&ctx, args, &out); !s.ok()) return convert::to_error(s);
+    MODHOST_ASSIGN_OR_RETURN(enclave_api::ExecuteModuleResponse out, call(&Stub::ExecuteModule, args));
     return std::move(*out.mutable_result());
   }
 
   Status repartition(const NetworkPartitioning& plan) override {
     enclave_api::Partitioning args;
     convert::to_proto(plan, &args);
-    Empty out;
-    grpc::ClientContext ctx;
-    if (auto s = stub_->Repartition(&ctx, args, &out); !s.ok()) return convert::to_error(s);
-    return ok_status();
+    return done(call(&Stub::Repartition, args));
   }
 
  private:
   using Stub = enclave_api::EnclaveService::Stub;
-  using RefCall = grpc::Status (Stub::*)(grpc::ClientContext*, const enclave_api::ServiceRef&, Empty*);
 
-  Status call_ref(RefCall call, std::string_view name) {
-    enclave_api::ServiceRef ref;
-    ref.set_name(std::string(name));
-    Empty out;
+  // One unary call: the response, or the host's error.
+  template <typename In, typename Out>
+  Result<Out> call(grpc::Status (Stub::*method)(grpc::ClientContext*, const In&, Out*), const In& in) {
+    Out out;
     grpc::ClientContext ctx;
-    if (auto s = ((*stub_).*call)(&ctx, ref, &out); !s.ok()) return convert::to_error(s);
-    return ok_status();
+    if (auto s = ((*stub_).*method)(&ctx, in, &out); !s.ok()) return convert::to_error(s);
+    return out;
+  }
+
+  // For calls that answer nothing.
+  static Status done(const Result<Empty>& r) { return r.ok() ? ok_status() : Status(r.error()); }
+
+  static enclave_api::ServiceRef ref(std::string_view name) {
+    enclave_api::ServiceRef r;
+    r.set_name(std::string(name));
+    return r;
   }
 
   std::unique_ptr<Stub> stub_;
