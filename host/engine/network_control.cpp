@@ -704,8 +704,14 @@ Result<std::vector<std::string>> NetworkControl::clean_stale() {
     const std::string id = entry.path().filename().string();
     auto enclave = impl_->backend.find_enclave(id);
     if (!enclave.ok() || enclave.value().id != id) {
-      // Not ours to judge (another scope's) unless nothing of it lives on.
-      if (impl_->namespaces_gone(id) && !alive(read_pid(entry.path() / "lease"))) {
+      // Possibly another scope's enclave, busy right now (an engine elsewhere
+      // runs no local shaper to tell): only a crash's leftovers, quiet for a
+      // while with nothing of theirs alive. Enclaves this process removes are
+      // forgotten by the command that removes them.
+      std::error_code tec;
+      const auto age = fs::file_time_type::clock::now() - fs::last_write_time(entry.path(), tec);
+      if (!tec && age > std::chrono::minutes(10) && impl_->namespaces_gone(id) &&
+          !alive(read_pid(entry.path() / "lease"))) {
         impl_->forget(id);
         done.push_back("network state of enclave " + id.substr(0, 12) + " (enclave gone)");
       }
