@@ -24,10 +24,12 @@ using std::remove_pointer;
 #include <boost/process/v2/stdio.hpp>
 // The out-of-line parts of Boost.Process v2 (compiled in this one file).
 #include <boost/process/v2/src.hpp>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "enclave_convert.hpp"
@@ -170,6 +172,13 @@ class RunnerChild {
     return "exited with code " + std::to_string(WEXITSTATUS(status));
   }
 
+  // Once the child has ended, its last stderr lines may still be in the pipe:
+  // waits (briefly) for the forwarder to read them up to end-of-file.
+  void wait_stderr_closed(std::chrono::milliseconds budget) {
+    std::unique_lock lock(tail_mutex_);
+    tail_closed_cv_.wait_for(lock, budget, [this] { return tail_closed_; });
+  }
+
   std::string stderr_tail() {
     std::lock_guard lock(tail_mutex_);
     std::string out;
@@ -201,6 +210,9 @@ class RunnerChild {
       }
     }
     if (!pending.empty()) emit(pending);
+    std::lock_guard lock(tail_mutex_);
+    tail_closed_ = true;
+    tail_closed_cv_.notify_all();
   }
 
   // The runner writes "level|message"; anything else is logged as info.
@@ -232,6 +244,8 @@ class RunnerChild {
   std::thread stderr_thread_;
   std::mutex tail_mutex_;
   std::vector<std::string> tail_;
+  bool tail_closed_ = false;
+  std::condition_variable tail_closed_cv_;
 };
 
 Error from_grpc(const grpc::Status& s, const std::string& name) {
@@ -379,6 +393,7 @@ Result<std::unique_ptr<ModuleInstance>> start_isolated(const std::string& module
     // The child ended before its handshake; its stderr says why.
     auto status = child->wait_exit(std::chrono::milliseconds(2000));
     child->stop(std::chrono::milliseconds(0));
+    if (status) child->wait_stderr_closed(std::chrono::milliseconds(1000));
     std::string how = status ? child->describe_exit(*status) : "closed its stdout";
     ErrorCode code = status && WIFSIGNALED(*status) ? ErrorCode::crashed : ErrorCode::failed_precondition;
     // Errors the runner reports carry their own code as "error|<code>|message".
