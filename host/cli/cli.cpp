@@ -3,10 +3,14 @@
 #include <boost/json.hpp>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
 
 #include "builtins.hpp"
+#include "daemon/client.hpp"
+#include "daemon/daemon.hpp"
 #include "engine/engine.hpp"
 
 namespace modhost::cli {
@@ -92,20 +96,59 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text, bool all
   return std::chrono::milliseconds(static_cast<long long>(ms));
 }
 
-Result<engine::Engine*> get_engine(const GlobalOptions& g) {
-  static std::unique_ptr<engine::Engine> instance;
+namespace {
+
+std::string env_or(const std::string& value, const char* name) {
+  if (!value.empty()) return value;
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+Result<std::unique_ptr<engine::EngineApi>> resolve_engine(const GlobalOptions& g) {
+  std::string host = env_or(g.host, "MODHOST_HOST");
+  const daemon::Paths paths = daemon::default_paths();
+  if (host.empty() && g.docker_host.empty() && g.backend == "auto" &&
+      std::getenv("MODHOST_SCOPE") == nullptr && daemon::socket_answers(paths.socket())) {
+    // A local daemon runs: use it (its engine has its own backend settings;
+    // --docker-host, --backend or $MODHOST_SCOPE ask for an engine here).
+    host = paths.address();
+  }
+  if (!host.empty()) {
+    daemon::Endpoint endpoint{host, env_or(g.tls_ca, "MODHOST_TLS_CA"), ""};
+    if (host.rfind("tcp://", 0) == 0) {
+      if (const char* t = std::getenv("MODHOST_TOKEN"); t && *t && g.token_file.empty()) {
+        endpoint.token = t;
+      } else if (!g.token_file.empty()) {
+        std::ifstream in(g.token_file);
+        if (!in)
+          return Error(ErrorCode::invalid_argument, "cannot read the token file '" + g.token_file + "'");
+        std::getline(in, endpoint.token);
+      }
+    }
+    MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<daemon::RemoteEngine> remote,
+                             daemon::connect(endpoint, std::chrono::milliseconds(3000)));
+    return std::unique_ptr<engine::EngineApi>(std::move(remote));
+  }
+  engine::EngineOptions o;
+  o.builtins = &builtin_registry();
+  o.backend = g.backend;
+  o.docker_host = g.docker_host;
+  MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> local, engine::Engine::create(o));
+  return std::unique_ptr<engine::EngineApi>(std::move(local));
+}
+
+}  // namespace
+
+Result<engine::EngineApi*> get_api(const GlobalOptions& g) {
+  static std::unique_ptr<engine::EngineApi> instance;
   if (!instance) {
-    engine::EngineOptions o;
-    o.builtins = &builtin_registry();
-    o.backend = g.backend;
-    o.docker_host = g.docker_host;
-    MODHOST_ASSIGN_OR_RETURN(instance, engine::Engine::create(o));
+    MODHOST_ASSIGN_OR_RETURN(instance, resolve_engine(g));
   }
   return instance.get();
 }
 
 Result<backend::Backend*> get_backend(const GlobalOptions& g) {
-  MODHOST_ASSIGN_OR_RETURN(engine::Engine * e, get_engine(g));
+  MODHOST_ASSIGN_OR_RETURN(engine::EngineApi * e, get_api(g));
   return e->backend();
 }
 

@@ -13,7 +13,8 @@
 
 namespace modhost::engine {
 class Engine;
-}
+class EngineApi;
+}  // namespace modhost::engine
 namespace modhost::backend {
 class Backend;
 }  // namespace modhost::backend
@@ -43,6 +44,12 @@ struct GlobalOptions {
   std::string log_level = "warn";
   std::string backend = "auto";  // auto | docker
   std::string docker_host;       // empty: $DOCKER_HOST or the local socket
+  // The engine daemon to use (unix:///PATH or tcp://HOST:PORT); empty:
+  // $MODHOST_HOST, else the local daemon when one runs, else an engine in
+  // this process.
+  std::string host;
+  std::string tls_ca;      // tcp: the engine's certificate; empty: $MODHOST_TLS_CA
+  std::string token_file;  // tcp: the engine's token; empty: $MODHOST_TOKEN
   bool json() const { return output == "json"; }
 };
 
@@ -59,8 +66,9 @@ void print_json(const boost::json::value& v);
 // "500ms", "30s", "2m", "1h", or a bare number of seconds; zero only when allowed.
 Result<std::chrono::milliseconds> parse_duration(std::string_view text, bool allow_zero = false);
 
-// The embedded engine, made on first use from the global options.
-Result<engine::Engine*> get_engine(const GlobalOptions& g);
+// The engine, resolved on first use: a daemon (-H, $MODHOST_HOST, or the
+// local one when it answers) or an engine in this process.
+Result<engine::EngineApi*> get_api(const GlobalOptions& g);
 // The engine's backend, connected.
 Result<backend::Backend*> get_backend(const GlobalOptions& g);
 
@@ -89,6 +97,7 @@ void add_service_commands(CLI::App& app, GlobalOptions& g);
 void add_files_commands(CLI::App& app, GlobalOptions& g);
 void add_image_commands(CLI::App& app, GlobalOptions& g);
 void add_clean_command(CLI::App& app, GlobalOptions& g);
+void add_engine_commands(CLI::App& app, GlobalOptions& g);
 
 // Set by a verb's callback; main returns it.
 extern int g_exit_code;

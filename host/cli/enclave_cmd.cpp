@@ -8,9 +8,8 @@
 
 #include "cli/cli.hpp"
 #include "cli/views.hpp"
-#include "engine/engine.hpp"
+#include "engine/api.hpp"
 #include "engine/events.hpp"
-#include "engine/network_control.hpp"
 
 namespace modhost::cli {
 namespace {
@@ -139,10 +138,7 @@ int run_rm(const GlobalOptions& g, const std::vector<std::string>& refs, bool fo
     auto e = b.value()->find_enclave(ref);
     if (!e.ok()) return fail(g, e.error());
     progress(g, "Removing enclave '" + e->name + "'...");
-    if (auto s = b.value()->remove_enclave(e->id, force); !s.ok()) return fail(g, s.error());
-    if (auto n = get_engine(g); n.ok()) {
-      if (auto net = n.value()->network(); net.ok()) net.value()->forget(e->id);
-    }
+    if (auto s = get_api(g).value()->remove_enclave(e->id, force); !s.ok()) return fail(g, s.error());
     removed.push_back(boost::json::string(e->id));
     if (!g.json()) std::printf("Removed enclave '%s' (%s)\n", e->name.c_str(), e->id.c_str());
   }
@@ -173,8 +169,8 @@ std::string format_event_time(std::int64_t ns) {
 int run_events(const GlobalOptions& g, const std::string& ref, bool follow) {
   auto target = open_enclave(g, ref);
   if (!target.ok()) return fail(g, target.error());
-  auto engine = get_engine(g);
-  if (!engine.ok()) return fail(g, engine.error());
+  auto api = get_api(g);
+  if (!api.ok()) return fail(g, api.error());
   boost::json::array all;
   auto to_json = [](const engine::TimelineEvent& e) {
     boost::json::object o{{"time", format_event_time(e.time_ns)},
@@ -186,24 +182,23 @@ int run_events(const GlobalOptions& g, const std::string& ref, bool follow) {
     if (!attrs.empty()) o["attributes"] = std::move(attrs);
     return o;
   };
-  Status s =
-      engine::enclave_timeline(*engine.value(), target->id, follow, [&](const engine::TimelineEvent& e) {
-        if (g.json()) {
-          // Followed: one object per line as it happens; otherwise one array.
-          if (follow) {
-            std::printf("%s\n", boost::json::serialize(to_json(e)).c_str());
-          } else {
-            all.push_back(to_json(e));
-          }
-        } else {
-          std::string attrs;
-          for (const auto& [k, v] : e.attributes) attrs += " " + k + "=" + v;
-          std::printf("%s  %-8s %-20s %s%s\n", format_event_time(e.time_ns).c_str(), e.kind.c_str(),
-                      e.subject.c_str(), e.action.c_str(), attrs.c_str());
-        }
-        std::fflush(stdout);
-        return true;
-      });
+  Status s = api.value()->timeline(target->id, follow, [&](const engine::TimelineEvent& e) {
+    if (g.json()) {
+      // Followed: one object per line as it happens; otherwise one array.
+      if (follow) {
+        std::printf("%s\n", boost::json::serialize(to_json(e)).c_str());
+      } else {
+        all.push_back(to_json(e));
+      }
+    } else {
+      std::string attrs;
+      for (const auto& [k, v] : e.attributes) attrs += " " + k + "=" + v;
+      std::printf("%s  %-8s %-20s %s%s\n", format_event_time(e.time_ns).c_str(), e.kind.c_str(),
+                  e.subject.c_str(), e.action.c_str(), attrs.c_str());
+    }
+    std::fflush(stdout);
+    return true;
+  });
   if (!s.ok()) return fail(g, s.error());
   if (g.json() && !follow) print_json(all);
   return kExitOk;
@@ -257,28 +252,8 @@ int run_clean(const GlobalOptions& g, bool all) {
   if (!b.ok()) return fail(g, b.error());
   progress(g, all ? "Removing every enclave and anything half-made..."
                   : "Removing stopped enclaves and anything half-made...");
-  // Partitions left by runs that are gone first: their enclaves may be
-  // among those removed next.
-  auto engine = get_engine(g);
-  if (!engine.ok()) return fail(g, engine.error());
-  auto network = engine.value()->network();
-  if (!network.ok()) return fail(g, network.error());
-  auto healed = network.value()->clean_stale();
-  if (!healed.ok()) return fail(g, healed.error());
-  auto before = b.value()->list_enclaves();
-  auto report = b.value()->clean(all);
+  auto report = get_api(g).value()->clean(all);
   if (!report.ok()) return fail(g, report.error());
-  // What network control kept of the enclaves that went (timeline, state).
-  if (before.ok()) {
-    for (const auto& e : before.value()) {
-      if (!b.value()->find_enclave(e.id).ok()) network.value()->forget(e.id);
-    }
-  }
-  report->removed.insert(report->removed.begin(), healed->begin(), healed->end());
-  // And the network state of enclaves that went just now.
-  if (auto gone = network.value()->clean_stale(); gone.ok()) {
-    report->removed.insert(report->removed.end(), gone->begin(), gone->end());
-  }
   if (g.json()) {
     boost::json::array arr;
     for (const auto& r : report->removed) arr.push_back(boost::json::string(r));

@@ -27,6 +27,12 @@ int main(int argc, char** argv) {
   app.add_option(
       "--docker-host", g.docker_host,
       "Docker engine address (unix:///path or tcp://HOST:PORT); default $DOCKER_HOST or the local socket");
+  app.add_option(
+      "-H,--host", g.host,
+      "Engine daemon to use: unix:///PATH or tcp://HOST:PORT (default $MODHOST_HOST, else the local\n"
+      "daemon when one runs, else an engine in this process)");
+  app.add_option("--tls-ca", g.tls_ca, "The engine's certificate, for tcp:// (default $MODHOST_TLS_CA)");
+  app.add_option("--token-file", g.token_file, "The engine's token, for tcp:// (default $MODHOST_TOKEN)");
   app.parse_complete_callback([&g] {
     LogLevel level = LogLevel::warn;
     engine::parse_log_level(g.log_level, level);
@@ -39,6 +45,7 @@ int main(int argc, char** argv) {
   cli::add_files_commands(app, g);
   cli::add_image_commands(app, g);
   cli::add_clean_command(app, g);
+  cli::add_engine_commands(app, g);
   cli::add_version_command(app, g);
 
   try {

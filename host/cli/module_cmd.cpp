@@ -14,11 +14,8 @@
 
 #include "builtins.hpp"
 #include "cli/cli.hpp"
-#include "engine/container_module.hpp"
-#include "engine/engine.hpp"
-#include "engine/logging.hpp"
+#include "engine/api.hpp"
 #include "engine/module_manager.hpp"
-#include "engine/null_context.hpp"
 
 namespace modhost::cli {
 namespace {
@@ -69,19 +66,16 @@ void print_result(const GlobalOptions& g, const engine::ModuleMetadata& meta, co
 // every thread made after construction and taken by one waiter thread.
 class CancelOnSignal {
  public:
-  CancelOnSignal() {
+  explicit CancelOnSignal(engine::CancelToken& token) {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
     sigaddset(&set_, SIGUSR2);  // wakes the waiter when done
     pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    waiter_ = std::thread([this] {
+    waiter_ = std::thread([this, &token] {
       int sig = 0;
       sigwait(&set_, &sig);
-      if (sig == SIGUSR2) return;
-      signalled_ = true;
-      std::lock_guard lock(mutex_);
-      if (target_) target_->cancel();
+      if (sig != SIGUSR2) token.cancel();
     });
   }
   ~CancelOnSignal() {
@@ -89,151 +83,63 @@ class CancelOnSignal {
     waiter_.join();
     pthread_sigmask(SIG_SETMASK, &old_, nullptr);
   }
-  void watch(engine::ModuleInstance* m) {
-    std::lock_guard lock(mutex_);
-    target_ = m;
-    if (m && signalled_) m->cancel();
-  }
-  bool signalled() const { return signalled_; }
 
  private:
   sigset_t set_, old_;
   std::thread waiter_;
-  std::mutex mutex_;
-  engine::ModuleInstance* target_ = nullptr;
-  std::atomic<bool> signalled_{false};
 };
-
-int run_exec_image(const GlobalOptions& g, const ExecArgs& a, const engine::ModuleReference& ref,
-                   std::optional<std::chrono::milliseconds> timeout,
-                   std::chrono::milliseconds start_timeout) {
-  if (a.isolate) {
-    return fail(g, Error(ErrorCode::invalid_argument,
-                         "--isolate is for native modules; an image always runs in "
-                         "its own container"));
-  }
-  auto started = std::chrono::steady_clock::now();
-  auto engine = get_engine(g);
-  if (!engine.ok()) return fail(g, engine.error());
-  auto backend = engine.value()->backend();
-  if (!backend.ok()) return fail(g, backend.error());
-  CancelOnSignal cancel;
-
-  backend::EnclaveInfo enclave;
-  if (!a.enclave_id.empty()) {
-    auto found = backend.value()->find_enclave(a.enclave_id);
-    if (!found.ok()) return fail(g, found.error());
-    enclave = found.value();
-  } else {
-    std::string name = "module-" + std::to_string(::getpid()) + "-" +
-                       std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 100000);
-    progress(g, "Creating enclave '" + name + "'...");
-    auto created = backend.value()->create_enclave(name);
-    if (!created.ok()) return fail(g, created.error());
-    enclave = created.value();
-  }
-  auto keep_note = [&] {
-    progress(g, "The enclave '" + enclave.name + "' (" + enclave.id +
-                    ") is kept; remove it with: modhost enclave rm -f " + enclave.name);
-  };
-
-  auto api_context = engine.value()->enclave_context(enclave.id, ref.value);
-  engine::ContainerModuleOptions options;
-  options.start_timeout = start_timeout;
-  options.api_log_level = g.log_level;
-  if (!g.json()) {
-    options.on_output = [](std::string_view chunk) {
-      std::fwrite(chunk.data(), 1, chunk.size(), stderr);
-      std::fflush(stderr);
-    };
-  }
-  progress(g, "Starting module image '" + ref.value + "' in enclave '" + enclave.name + "'...");
-  progress(g, "---------------------------------- module output ----------------------------------");
-  auto module = engine::start_container_module(*backend.value(), enclave.id, ref.value, a.load_params,
-                                               *api_context, options);
-  if (!module.ok()) {
-    progress(g, "-----------------------------------------------------------------------------------");
-    int code = fail(g, module.error());
-    keep_note();
-    return code;
-  }
-  cancel.watch(module.value().get());
-  Result<std::string> result = module.value()->execute(*api_context, a.execute_params, timeout);
-  cancel.watch(nullptr);
-  engine::ModuleMetadata meta = module.value()->metadata();
-  module.value().reset();  // stops and removes the module container
-  progress(g, "-----------------------------------------------------------------------------------");
-  if (!result.ok()) {
-    int code = fail(g, cancel.signalled()
-                           ? Error(ErrorCode::cancelled, "interrupted: the module container was removed")
-                           : result.error());
-    keep_note();
-    return code;
-  }
-  print_result(g, meta, result.value(), started, enclave.id);
-  keep_note();
-  return kExitOk;
-}
 
 int run_exec(const GlobalOptions& g, const ExecArgs& a) {
   Result<engine::ModuleReference> ref = engine::parse_module_reference(a.reference);
   if (!ref.ok()) return fail(g, ref.error());
-  std::optional<std::chrono::milliseconds> timeout;
+  engine::ModuleRunRequest r;
+  r.reference = a.reference;
+  r.load_params = a.load_params;
+  r.execute_params = a.execute_params;
+  r.enclave_id = a.enclave_id;
+  r.isolate = a.isolate;
+  r.log_level = g.log_level;
+  r.with_output = !g.json();
   if (!a.timeout.empty()) {
     auto t = parse_duration(a.timeout);
     if (!t.ok()) return fail(g, t.error());
-    timeout = t.value();
+    r.timeout = t.value();
   }
   auto start_timeout = parse_duration(a.start_timeout);
   if (!start_timeout.ok()) return fail(g, start_timeout.error());
-  if (ref->kind == engine::ModuleReference::Kind::image) {
-    return run_exec_image(g, a, ref.value(), timeout,
-                          a.start_timeout_set ? start_timeout.value() : std::chrono::milliseconds(60'000));
-  }
-
-  std::string enclave_id;
-  if (!a.enclave_id.empty()) {
-    if (a.isolate) {
-      return fail(
-          g,
-          Error(ErrorCode::failed_precondition,
-                "--isolate cannot be combined with --enclave-id: an isolated module has no enclave API yet"));
-    }
-    auto engine = get_engine(g);
-    if (!engine.ok()) return fail(g, engine.error());
-    auto enclave = engine.value()->find_enclave(a.enclave_id);
-    if (!enclave.ok()) return fail(g, enclave.error());
-    enclave_id = enclave->id;
-  }
-
-  engine::LoadOptions options;
-  options.isolate = a.isolate;
-  options.start_timeout = start_timeout.value();
-  options.log_level = g.log_level == "warn" ? "info" : g.log_level;
+  if (a.start_timeout_set) r.start_timeout = start_timeout.value();
+  const bool image = ref->kind == engine::ModuleReference::Kind::image;
 
   auto started = std::chrono::steady_clock::now();
-  progress(g, "Loading module " + ref->display() + (a.isolate ? " in an isolated runner" : "") + "...");
-  engine::ModuleManager manager(builtin_registry());
-  auto module = manager.load(ref.value(), a.load_params, options);
-  if (!module.ok()) return fail(g, module.error());
-  const engine::ModuleMetadata meta = module.value()->metadata();
-
-  std::unique_ptr<EnclaveContext> ctx;
-  if (enclave_id.empty())
-    ctx = std::make_unique<engine::NullEnclaveContext>(meta.name);
-  else
-    ctx = get_engine(g).value()->enclave_context(enclave_id, meta.name);
-  progress(g, "Executing module '" + meta.name + "' " + meta.version +
-                  (enclave_id.empty() ? std::string() : " in enclave " + enclave_id) + "...");
-  Result<std::string> result = module.value()->execute(*ctx, a.execute_params, timeout);
-  if (!result.ok()) {
-    int code = fail(g, result.error());
+  auto api = get_api(g);
+  if (!api.ok()) return fail(g, api.error());
+  engine::ModuleRunObserver observer;
+  observer.progress = [&g](std::string_view line) { progress(g, line); };
+  observer.output = [](std::string_view chunk) {
+    std::fwrite(chunk.data(), 1, chunk.size(), stderr);
+    std::fflush(stderr);
+  };
+  engine::CancelToken cancel;
+  engine::ModuleRunOutcome out;
+  {
+    CancelOnSignal on_signal(cancel);
+    out = api.value()->run_module(r, observer, cancel);
+  }
+  auto keep_note = [&] {
+    if (image && !out.enclave_id.empty()) {
+      progress(g, "The enclave '" + out.enclave_name + "' (" + out.enclave_id +
+                      ") is kept; remove it with: modhost enclave rm -f " + out.enclave_name);
+    }
+  };
+  if (!out.result.ok()) {
+    int code = fail(g, out.result.error());
+    keep_note();
     // An in-process call abandoned on timeout still runs: leave at once.
-    if (result.error().code() == ErrorCode::timeout && !a.isolate) std::_Exit(code);
+    if (!image && !a.isolate && out.result.error().code() == ErrorCode::timeout) std::_Exit(code);
     return code;
   }
-  module.value().reset();  // unload before reporting
-  print_result(g, meta, result.value(), started, enclave_id);
+  print_result(g, out.module, out.result.value(), started, out.enclave_id);
+  keep_note();
   return kExitOk;
 }
 

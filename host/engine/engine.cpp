@@ -162,6 +162,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
 }
 
 Result<backend::Backend*> Engine::backend() {
+  std::lock_guard lock(mutex_);
   if (backend_) return backend_.get();
   backend::DockerOptions docker;
   docker.host = options_.docker_host;
@@ -187,10 +188,44 @@ Result<backend::EnclaveInfo> Engine::find_enclave(std::string_view id_or_name) {
 }
 
 Result<NetworkControl*> Engine::network() {
-  if (network_) return network_.get();
   MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, backend());
+  std::lock_guard lock(mutex_);
+  if (network_) return network_.get();
   network_ = std::make_unique<NetworkControl>(*b, NetworkControlOptions{});
   return network_.get();
+}
+
+Status Engine::remove_enclave(const std::string& enclave_id, bool force) {
+  MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, backend());
+  MODHOST_TRY(b->remove_enclave(enclave_id, force));
+  if (auto net = network(); net.ok()) net.value()->forget(enclave_id);
+  return ok_status();
+}
+
+Result<backend::CleanReport> Engine::clean(bool all) {
+  MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, backend());
+  MODHOST_ASSIGN_OR_RETURN(NetworkControl * net, network());
+  // Partitions left by runs that are gone first: their enclaves may be among
+  // those removed next.
+  MODHOST_ASSIGN_OR_RETURN(std::vector<std::string> healed, net->clean_stale());
+  auto before = b->list_enclaves();
+  MODHOST_ASSIGN_OR_RETURN(backend::CleanReport report, b->clean(all));
+  // What network control kept of the enclaves that went (timeline, state).
+  if (before.ok()) {
+    for (const auto& e : before.value()) {
+      if (!b->find_enclave(e.id).ok()) net->forget(e.id);
+    }
+  }
+  report.removed.insert(report.removed.begin(), healed.begin(), healed.end());
+  // And the network state of enclaves that went just now.
+  if (auto gone = net->clean_stale(); gone.ok()) {
+    report.removed.insert(report.removed.end(), gone->begin(), gone->end());
+  }
+  return report;
+}
+
+Status Engine::timeline(const std::string& enclave_id, bool follow, const TimelineSink& sink) {
+  return enclave_timeline(*this, enclave_id, follow, sink);
 }
 
 std::unique_ptr<EnclaveContext> Engine::enclave_context(const std::string& enclave_id,

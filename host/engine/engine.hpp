@@ -3,10 +3,12 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
 #include "backends/backend.hpp"
+#include "engine/api.hpp"
 #include "modhost/enclave_context.hpp"
 
 namespace modhost::engine {
@@ -26,17 +28,24 @@ struct EngineOptions {
   std::string scope;
 };
 
-class Engine {
+// Thread-safe: the daemon serves many clients from one engine.
+class Engine final : public EngineApi {
  public:
   // No I/O: the backend is resolved on first use.
   static Result<std::unique_ptr<Engine>> create(const EngineOptions& options);
-  ~Engine();
+  ~Engine() override;
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
   // The backend, connected. A failure names every backend tried and how to
   // make one available.
-  Result<backend::Backend*> backend();
+  Result<backend::Backend*> backend() override;
+  Status remove_enclave(const std::string& enclave_id, bool force) override;
+  Result<backend::CleanReport> clean(bool all) override;
+  Status timeline(const std::string& enclave_id, bool follow, const TimelineSink& sink) override;
+  // In module_run.cpp.
+  ModuleRunOutcome run_module(const ModuleRunRequest& request, const ModuleRunObserver& observer,
+                              CancelToken& cancel) override;
 
   // An enclave by id, id prefix or name.
   Result<backend::EnclaveInfo> find_enclave(std::string_view id_or_name);
@@ -51,6 +60,7 @@ class Engine {
  private:
   explicit Engine(EngineOptions options);
   EngineOptions options_;
+  std::mutex mutex_;  // guards the lazy making of backend_ and network_
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<NetworkControl> network_;
 };

@@ -1,0 +1,343 @@
+#include "daemon/server.hpp"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "daemon/wire.hpp"
+#include "enclave_convert.hpp"
+#include "engine/engine.hpp"
+#include "engine/logging.hpp"
+#include "engine_api.grpc.pb.h"
+
+namespace modhost::daemon {
+namespace {
+
+namespace api = engine_api;
+using google::protobuf::Empty;
+using grpc::ServerContext;
+using grpc::Status;
+
+// The enclave ids of the API are full ids; a prefix or a name is resolved by
+// FindEnclave first, as the CLI does.
+class EngineServiceImpl final : public api::EngineService::Service, public daemon::EngineService {
+ public:
+  grpc::Service* service() override { return this; }
+  void set_listen(std::vector<std::string> listen) override {
+    std::lock_guard lock(listen_mutex_);
+    listen_ = std::move(listen);
+  }
+
+  EngineServiceImpl(engine::Engine& engine, ServerInfo info) : engine_(engine), info_(std::move(info)) {}
+
+  Status Info(ServerContext*, const Empty*, api::EngineInfo* out) override {
+    out->set_version(info_.version);
+    auto b = engine_.backend();
+    out->set_backend(b.ok() ? std::string(b.value()->name()) : "");
+    out->set_pid(::getpid());
+    {
+      std::lock_guard lock(listen_mutex_);
+      for (const auto& l : listen_) out->add_listen(l);
+    }
+    out->set_started(info_.started);
+    return Status::OK;
+  }
+
+  // --- Enclaves ---
+  Status CreateEnclave(ServerContext* ctx, const api::CreateEnclaveArgs* in, api::Enclave* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(backend::EnclaveInfo e, b.create_enclave(in->name()));
+      wire::to_proto(e, out);
+      return ok_status();
+    });
+  }
+  Status ListEnclaves(ServerContext* ctx, const Empty*, api::EnclaveList* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(std::vector<backend::EnclaveInfo> all, b.list_enclaves());
+      for (const auto& e : all) wire::to_proto(e, out->add_enclaves());
+      return ok_status();
+    });
+  }
+  Status FindEnclave(ServerContext* ctx, const api::EnclaveRef* in, api::Enclave* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(backend::EnclaveInfo e, b.find_enclave(in->id()));
+      wire::to_proto(e, out);
+      return ok_status();
+    });
+  }
+  Status StopEnclave(ServerContext* ctx, const api::EnclaveRef* in, Empty*) override {
+    return with_backend(ctx, [&](backend::Backend& b) { return b.stop_enclave(in->id()); });
+  }
+  Status RemoveEnclave(ServerContext* ctx, const api::RemoveEnclaveArgs* in, Empty*) override {
+    return wire::done(ctx, engine_.remove_enclave(in->id(), in->force()));
+  }
+  Status Clean(ServerContext* ctx, const api::CleanArgs* in, api::CleanReport* out) override {
+    auto report = engine_.clean(in->all());
+    if (!report.ok()) return wire::fail(ctx, report.error());
+    for (const auto& r : report->removed) out->add_removed(r);
+    return Status::OK;
+  }
+  Status Recover(ServerContext* ctx, const Empty*, api::CleanReport* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(std::vector<std::string> found, b.recover());
+      for (const auto& r : found) out->add_removed(r);
+      return ok_status();
+    });
+  }
+  Status Timeline(ServerContext* ctx, const api::TimelineArgs* in,
+                  grpc::ServerWriter<api::TimelineEvent>* writer) override {
+    return wire::done(ctx,
+                      engine_.timeline(in->enclave_id(), in->follow(), [&](const engine::TimelineEvent& e) {
+                        api::TimelineEvent m;
+                        wire::to_proto(e, &m);
+                        return !ctx->IsCancelled() && writer->Write(m);
+                      }));
+  }
+
+  // --- Services ---
+  Status AddService(ServerContext* ctx, const api::AddServiceArgs* in,
+                    enclave_api::ServiceInfo* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(ServiceInfo s,
+                               b.add_service(in->enclave_id(), convert::from_proto(in->config())));
+      convert::to_proto(s, out);
+      return ok_status();
+    });
+  }
+  Status ListServices(ServerContext* ctx, const api::EnclaveRef* in,
+                      enclave_api::ListServicesResponse* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(std::vector<ServiceInfo> all, b.list_services(in->id()));
+      for (const auto& s : all) convert::to_proto(s, out->add_services());
+      return ok_status();
+    });
+  }
+  Status InspectService(ServerContext* ctx, const api::ServiceRef* in,
+                        enclave_api::ServiceInfo* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(ServiceInfo s, b.inspect_service(in->enclave_id(), in->name()));
+      convert::to_proto(s, out);
+      return ok_status();
+    });
+  }
+  Status RemoveService(ServerContext* ctx, const api::ServiceRef* in, Empty*) override {
+    return with_backend(ctx,
+                        [&](backend::Backend& b) { return b.remove_service(in->enclave_id(), in->name()); });
+  }
+  Status StopService(ServerContext* ctx, const api::StopServiceArgs* in, Empty*) override {
+    return with_backend(ctx, [&](backend::Backend& b) {
+      return b.stop_service(in->enclave_id(), in->name(), in->grace_seconds());
+    });
+  }
+  Status StartService(ServerContext* ctx, const api::ServiceRef* in, Empty*) override {
+    return with_backend(ctx,
+                        [&](backend::Backend& b) { return b.start_service(in->enclave_id(), in->name()); });
+  }
+  Status RestartService(ServerContext* ctx, const api::ServiceRef* in, Empty*) override {
+    return with_backend(ctx,
+                        [&](backend::Backend& b) { return b.restart_service(in->enclave_id(), in->name()); });
+  }
+  Status PauseService(ServerContext* ctx, const api::ServiceRef* in, Empty*) override {
+    return with_backend(ctx,
+                        [&](backend::Backend& b) { return b.pause_service(in->enclave_id(), in->name()); });
+  }
+  Status UnpauseService(ServerContext* ctx, const api::ServiceRef* in, Empty*) override {
+    return with_backend(ctx,
+                        [&](backend::Backend& b) { return b.unpause_service(in->enclave_id(), in->name()); });
+  }
+  Status KillService(ServerContext* ctx, const api::KillServiceArgs* in, Empty*) override {
+    return with_backend(
+        ctx, [&](backend::Backend& b) { return b.kill_service(in->enclave_id(), in->name(), in->signal()); });
+  }
+  Status Exec(ServerContext* ctx, const api::ExecArgs* in, enclave_api::ExecResponse* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      std::vector<std::string> argv(in->argv().begin(), in->argv().end());
+      MODHOST_ASSIGN_OR_RETURN(ExecResult r, b.exec(in->enclave_id(), in->name(), argv));
+      out->set_exit_code(r.exit_code);
+      out->set_output(r.output);
+      return ok_status();
+    });
+  }
+  Status Logs(ServerContext* ctx, const api::LogsArgs* in, grpc::ServerWriter<api::Chunk>* writer) override {
+    return with_backend(ctx, [&](backend::Backend& b) {
+      return b.logs(in->enclave_id(), in->name(), in->follow(), [&](std::string_view chunk) {
+        api::Chunk m;
+        m.set_data(std::string(chunk));
+        return !ctx->IsCancelled() && writer->Write(m);
+      });
+    });
+  }
+  Status WaitReady(ServerContext* ctx, const api::WaitReadyArgs* in, Empty*) override {
+    return with_backend(ctx, [&](backend::Backend& b) {
+      return b.wait_ready(in->enclave_id(), in->check().service(), convert::from_proto(in->check()));
+    });
+  }
+  Status ServiceConfig(ServerContext* ctx, const api::ServiceRef* in,
+                       enclave_api::AddServiceArgs* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(modhost::ServiceConfig c, b.service_config(in->enclave_id(), in->name()));
+      convert::to_proto(c, out);
+      return ok_status();
+    });
+  }
+  Status CopyToService(ServerContext* ctx, const api::CopyToServiceArgs* in, Empty*) override {
+    return with_backend(ctx, [&](backend::Backend& b) {
+      return b.copy_to_service(in->enclave_id(), in->name(), in->dir(), in->tar());
+    });
+  }
+
+  // --- Files artifacts ---
+  Status StoreArtifact(ServerContext* ctx, const api::StoreArtifactArgs* in, api::Artifact* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(backend::ArtifactInfo a,
+                               b.store_artifact(in->enclave_id(), in->name(), in->tgz()));
+      wire::to_proto(a, out);
+      return ok_status();
+    });
+  }
+  Status ListArtifacts(ServerContext* ctx, const api::EnclaveRef* in, api::ArtifactList* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(std::vector<backend::ArtifactInfo> all, b.list_artifacts(in->id()));
+      for (const auto& a : all) wire::to_proto(a, out->add_artifacts());
+      return ok_status();
+    });
+  }
+  Status DownloadArtifact(ServerContext* ctx, const api::ArtifactRef* in, api::Chunk* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(std::string tgz, b.download_artifact(in->enclave_id(), in->name()));
+      out->set_data(std::move(tgz));
+      return ok_status();
+    });
+  }
+  Status StoreFromService(ServerContext* ctx, const api::StoreFromServiceArgs* in,
+                          api::Artifact* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(backend::ArtifactInfo a,
+                               b.store_from_service(in->enclave_id(), in->service(), in->path(), in->name()));
+      wire::to_proto(a, out);
+      return ok_status();
+    });
+  }
+
+  // --- Images ---
+  Status LoadImage(ServerContext* ctx, grpc::ServerReader<api::Chunk>* reader, Empty*) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      // The archive goes to a private file first: the engine API streams
+      // it, the backend uploads a file.
+      std::string path = (std::filesystem::temp_directory_path() / "modhost-image-XXXXXX").string();
+      int fd = ::mkstemp(path.data());
+      if (fd < 0) return Error(ErrorCode::unavailable, "cannot store the image archive: no temporary file");
+      ::close(fd);
+      struct Remove {
+        std::string p;
+        ~Remove() { std::remove(p.c_str()); }
+      } remove{path};
+      {
+        std::ofstream file(path, std::ios::binary | std::ios::trunc);
+        api::Chunk chunk;
+        while (reader->Read(&chunk))
+          file.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+        if (!file) return Error(ErrorCode::unavailable, "cannot store the image archive in " + path);
+      }
+      return b.load_image(path);
+    });
+  }
+  Status ImageExists(ServerContext* ctx, const api::ImageRef* in, api::ImageExistsResponse* out) override {
+    return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
+      MODHOST_ASSIGN_OR_RETURN(bool exists, b.image_exists(in->reference()));
+      out->set_exists(exists);
+      return ok_status();
+    });
+  }
+
+  // --- Modules ---
+  Status RunModule(ServerContext* ctx, const api::RunModuleArgs* in,
+                   grpc::ServerWriter<api::RunModuleUpdate>* writer) override {
+    engine::ModuleRunRequest r;
+    r.reference = in->reference();
+    r.load_params = in->load_params();
+    r.execute_params = in->execute_params();
+    r.enclave_id = in->enclave_id();
+    r.isolate = in->isolate();
+    if (in->timeout_ms() > 0) r.timeout = std::chrono::milliseconds(in->timeout_ms());
+    if (in->start_timeout_ms() > 0) r.start_timeout = std::chrono::milliseconds(in->start_timeout_ms());
+    r.log_level = in->log_level().empty() ? "warn" : in->log_level();
+    r.with_output = in->with_output();
+
+    std::mutex write_mutex;  // container output comes from another thread
+    auto send = [&](api::RunModuleUpdate& u) {
+      std::lock_guard lock(write_mutex);
+      writer->Write(u);
+    };
+    engine::ModuleRunObserver observer;
+    observer.progress = [&](std::string_view line) {
+      api::RunModuleUpdate u;
+      u.set_progress(std::string(line));
+      send(u);
+    };
+    observer.output = [&](std::string_view chunk) {
+      api::RunModuleUpdate u;
+      u.set_output(std::string(chunk));
+      send(u);
+    };
+    // A client that goes away (Ctrl-C, killed) cancels the module.
+    engine::CancelToken cancel;
+    std::atomic<bool> finished{false};
+    std::thread watcher([&] {
+      while (!finished) {
+        if (ctx->IsCancelled()) {
+          cancel.cancel();
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+    engine::ModuleRunOutcome outcome = engine_.run_module(r, observer, cancel);
+    finished = true;
+    watcher.join();
+
+    api::RunModuleUpdate u;
+    auto* o = u.mutable_outcome();
+    o->set_name(outcome.module.name);
+    o->set_version(outcome.module.version);
+    o->set_source(outcome.module.source);
+    o->set_enclave_id(outcome.enclave_id);
+    o->set_enclave_name(outcome.enclave_name);
+    o->set_ok(outcome.result.ok());
+    if (outcome.result.ok()) {
+      o->set_result(outcome.result.value());
+    } else {
+      o->set_error_code(std::string(to_string(outcome.result.error().code())));
+      o->set_error_message(outcome.result.error().message());
+    }
+    send(u);
+    return Status::OK;
+  }
+
+ private:
+  template <typename F>
+  Status with_backend(ServerContext* ctx, F&& f) {
+    auto b = engine_.backend();
+    if (!b.ok()) return wire::fail(ctx, b.error());
+    return wire::done(ctx, f(*b.value()));
+  }
+
+  engine::Engine& engine_;
+  ServerInfo info_;
+  std::mutex listen_mutex_;
+  std::vector<std::string> listen_;
+};
+
+}  // namespace
+
+std::unique_ptr<EngineService> make_engine_service(engine::Engine& engine, ServerInfo info) {
+  return std::make_unique<EngineServiceImpl>(engine, std::move(info));
+}
+
+}  // namespace modhost::daemon

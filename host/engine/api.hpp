@@ -1,0 +1,86 @@
+// What a front end (the CLI, the C++ SDK) asks of an engine, wherever it runs:
+// in this process (Engine) or in a daemon reached over the engine API
+// (daemon::connect). One interface, so both give the same results.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "backends/backend.hpp"
+#include "engine/events.hpp"
+#include "engine/module.hpp"
+#include "modhost/result.hpp"
+
+namespace modhost::engine {
+
+// A module run: load, execute once, unload.
+struct ModuleRunRequest {
+  std::string reference;  // builtin:NAME, a .so path, or an image
+  std::string load_params;
+  std::string execute_params;
+  // Native modules: the enclave they act on (empty: none). Images: the
+  // enclave to start in (empty: a new one, which is kept).
+  std::string enclave_id;
+  bool isolate = false;
+  std::optional<std::chrono::milliseconds> timeout;
+  // Empty: 10 s for an isolated runner, 60 s for an image.
+  std::optional<std::chrono::milliseconds> start_timeout;
+  std::string log_level = "warn";
+  bool with_output = true;  // pass a module container's output to the observer
+};
+
+struct ModuleRunOutcome {
+  ModuleMetadata module;  // name, version, source; empty when it never loaded
+  // The enclave the module ran against (an image module's is kept afterwards).
+  std::string enclave_id;
+  std::string enclave_name;
+  Result<std::string> result = Error(ErrorCode::internal, "the module did not run");
+};
+
+// Progress lines and a module container's output, as they happen.
+struct ModuleRunObserver {
+  std::function<void(std::string_view line)> progress;
+  std::function<void(std::string_view chunk)> output;
+};
+
+// Cancels a module run from any thread (Ctrl-C, a client that went away).
+class CancelToken {
+ public:
+  void cancel();
+  bool cancelled() const;
+  // The module to cancel; null: none. One cancelled before is cancelled at once.
+  void watch(ModuleInstance* module);
+  // Called once, on the first cancel (or at once if already cancelled).
+  void on_cancel(std::function<void()> callback);
+
+ private:
+  mutable std::mutex mutex_;
+  bool cancelled_ = false;
+  ModuleInstance* target_ = nullptr;
+  std::function<void()> callback_;
+};
+
+class EngineApi {
+ public:
+  virtual ~EngineApi() = default;
+
+  // The backend (enclaves, services, files, images), connected. A failure
+  // says how to make one available.
+  virtual Result<backend::Backend*> backend() = 0;
+  // Removes an enclave and what network control kept of it.
+  virtual Status remove_enclave(const std::string& enclave_id, bool force) = 0;
+  // Heals partitions whose run is gone, then removes stopped enclaves (or
+  // all) and anything half-made.
+  virtual Result<backend::CleanReport> clean(bool all) = 0;
+  // The enclave's timeline (container events and network control actions).
+  virtual Status timeline(const std::string& enclave_id, bool follow, const TimelineSink& sink) = 0;
+  virtual ModuleRunOutcome run_module(const ModuleRunRequest& request, const ModuleRunObserver& observer,
+                                      CancelToken& cancel) = 0;
+};
+
+}  // namespace modhost::engine
