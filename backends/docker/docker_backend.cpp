@@ -605,7 +605,9 @@ Result<EnclaveInfo> DockerBackend::create_enclave(std::string_view name) {
   json::object labels = impl_->base_labels("enclave", id, name, created);
   labels[kLabelState] = "ready";
   json::object body;
-  body["Name"] = "modhost-" + std::string(name);
+  // Unique by the id as well: enclaves of one name in other scopes may be
+  // made at the same moment, and Docker's duplicate check is best-effort.
+  body["Name"] = "modhost-" + std::string(name) + "-" + id.substr(0, 12);
   body["CheckDuplicate"] = true;
   body["Driver"] = "bridge";
   body["Labels"] = std::move(labels);

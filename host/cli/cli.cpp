@@ -105,12 +105,19 @@ std::string env_or(const std::string& value, const char* name) {
 }
 
 Result<std::unique_ptr<engine::EngineApi>> resolve_engine(const GlobalOptions& g) {
-  std::string host = env_or(g.host, "MODHOST_HOST");
+  if (!g.host.empty() && (!g.docker_host.empty() || g.backend != "auto")) {
+    return Error(ErrorCode::invalid_argument,
+                 "-H cannot be combined with --docker-host or --backend: the engine at " + g.host +
+                     " uses its own backend");
+  }
+  // --docker-host or --backend ask for an engine in this process.
+  const bool local_backend = !g.docker_host.empty() || g.backend != "auto";
+  std::string host = local_backend ? g.host : env_or(g.host, "MODHOST_HOST");
   const daemon::Paths paths = daemon::default_paths();
   if (host.empty() && g.docker_host.empty() && g.backend == "auto" &&
       std::getenv("MODHOST_SCOPE") == nullptr && daemon::socket_answers(paths.socket())) {
-    // A local daemon runs: use it (its engine has its own backend settings;
-    // --docker-host, --backend or $MODHOST_SCOPE ask for an engine here).
+    // A local daemon runs: use it ($MODHOST_SCOPE asks for an engine here:
+    // a scope belongs to an engine).
     host = paths.address();
   }
   if (!host.empty()) {

@@ -1,5 +1,5 @@
 // `modhost module exec|ls`.
-#include <pthread.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "builtins.hpp"
@@ -62,30 +63,45 @@ void print_result(const GlobalOptions& g, const engine::ModuleMetadata& meta, co
   }
 }
 
-// Cancels a running module on SIGINT/SIGTERM. The signals are blocked in
-// every thread made after construction and taken by one waiter thread.
+// Cancels a running module on SIGINT/SIGTERM. A handler (whichever thread
+// takes the signal: a daemon's client has threads of its own) writes to a
+// pipe that one waiter thread reads.
 class CancelOnSignal {
  public:
   explicit CancelOnSignal(engine::CancelToken& token) {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGUSR2);  // wakes the waiter when done
-    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    if (::pipe2(pipe_, O_CLOEXEC) != 0) return;
+    write_end_ = pipe_[1];
+    struct sigaction sa {};
+    sa.sa_handler = [](int sig) {
+      char c = static_cast<char>(sig);
+      (void)!::write(write_end_, &c, 1);
+    };
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
     waiter_ = std::thread([this, &token] {
-      int sig = 0;
-      sigwait(&set_, &sig);
-      if (sig != SIGUSR2) token.cancel();
+      char c = 0;
+      while (::read(pipe_[0], &c, 1) < 0 && errno == EINTR) {
+      }
+      if (c != 0) token.cancel();  // 0: done
     });
   }
   ~CancelOnSignal() {
-    pthread_kill(waiter_.native_handle(), SIGUSR2);
+    if (!waiter_.joinable()) return;
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+    char c = 0;
+    (void)!::write(pipe_[1], &c, 1);
     waiter_.join();
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    ::close(pipe_[0]);
+    ::close(pipe_[1]);
   }
 
  private:
-  sigset_t set_, old_;
+  static inline int write_end_ = -1;
+  int pipe_[2] = {-1, -1};
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
   std::thread waiter_;
 };
 
@@ -111,6 +127,10 @@ int run_exec(const GlobalOptions& g, const ExecArgs& a) {
   const bool image = ref->kind == engine::ModuleReference::Kind::image;
 
   auto started = std::chrono::steady_clock::now();
+  // Before the engine is reached: a daemon's client makes threads, and the
+  // signals must be blocked in every one of them.
+  engine::CancelToken cancel;
+  std::optional<CancelOnSignal> on_signal(std::in_place, cancel);
   auto api = get_api(g);
   if (!api.ok()) return fail(g, api.error());
   engine::ModuleRunObserver observer;
@@ -119,12 +139,8 @@ int run_exec(const GlobalOptions& g, const ExecArgs& a) {
     std::fwrite(chunk.data(), 1, chunk.size(), stderr);
     std::fflush(stderr);
   };
-  engine::CancelToken cancel;
-  engine::ModuleRunOutcome out;
-  {
-    CancelOnSignal on_signal(cancel);
-    out = api.value()->run_module(r, observer, cancel);
-  }
+  engine::ModuleRunOutcome out = api.value()->run_module(r, observer, cancel);
+  on_signal.reset();
   auto keep_note = [&] {
     if (image && !out.enclave_id.empty()) {
       progress(g, "The enclave '" + out.enclave_name + "' (" + out.enclave_id +

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "daemon/wire.hpp"
@@ -112,11 +113,25 @@ class Remote final : public RemoteEngine, public backend::Backend {
 
     engine::ModuleRunOutcome out;
     grpc::ClientContext ctx;
-    cancel.on_cancel([&ctx] { ctx.TryCancel(); });
-    auto reader = stub_->RunModule(&ctx, in);
+    auto stream = stub_->RunModule(&ctx);
+    std::mutex write_mutex;
+    bool closed = false;
+    {
+      api::RunModuleRequest start;
+      *start.mutable_start() = in;
+      stream->Write(start);
+    }
+    // Cancelling asks the engine to cancel; its outcome still follows.
+    cancel.on_cancel([&] {
+      std::lock_guard lock(write_mutex);
+      if (closed) return;
+      api::RunModuleRequest stop;
+      stop.set_cancel(true);
+      stream->Write(stop);
+    });
     api::RunModuleUpdate u;
     bool have_outcome = false;
-    while (reader->Read(&u)) {
+    while (stream->Read(&u)) {
       if (u.has_progress() && observer.progress) observer.progress(u.progress());
       if (u.has_output() && observer.output) observer.output(u.output());
       if (u.has_outcome()) {
@@ -133,10 +148,16 @@ class Remote final : public RemoteEngine, public backend::Backend {
           out.result =
               Error(wire::error_code_from(o.error_code()).value_or(ErrorCode::internal), o.error_message());
         }
+        break;  // the engine ends the call once this side half-closes
       }
     }
-    grpc::Status s = reader->Finish();
     cancel.on_cancel({});
+    {
+      std::lock_guard lock(write_mutex);
+      closed = true;
+      stream->WritesDone();
+    }
+    grpc::Status s = stream->Finish();
     if (!have_outcome) {
       out.result = cancel.cancelled()
                        ? Error(ErrorCode::cancelled, "interrupted: the engine cancelled the module")

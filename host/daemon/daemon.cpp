@@ -295,6 +295,9 @@ Result<long> start(const std::string& self_exe, const StartOptions& options) {
       ::dup2(out, 1);
       ::dup2(out, 2);
     }
+    // Nothing of the caller's stays open in the engine (a pipe a caller
+    // reads to its end would never end).
+    ::close_range(3, ~0U, 0);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -257,8 +257,13 @@ class EngineServiceImpl final : public api::EngineService::Service, public daemo
   }
 
   // --- Modules ---
-  Status RunModule(ServerContext* ctx, const api::RunModuleArgs* in,
-                   grpc::ServerWriter<api::RunModuleUpdate>* writer) override {
+  Status RunModule(ServerContext* ctx,
+                   grpc::ServerReaderWriter<api::RunModuleUpdate, api::RunModuleRequest>* stream) override {
+    api::RunModuleRequest first;
+    if (!stream->Read(&first) || !first.has_start()) {
+      return wire::fail(ctx, Error(ErrorCode::invalid_argument, "RunModule starts with a start request"));
+    }
+    const api::RunModuleArgs* in = &first.start();
     engine::ModuleRunRequest r;
     r.reference = in->reference();
     r.load_params = in->load_params();
@@ -273,7 +278,7 @@ class EngineServiceImpl final : public api::EngineService::Service, public daemo
     std::mutex write_mutex;  // container output comes from another thread
     auto send = [&](api::RunModuleUpdate& u) {
       std::lock_guard lock(write_mutex);
-      writer->Write(u);
+      stream->Write(u);
     };
     engine::ModuleRunObserver observer;
     observer.progress = [&](std::string_view line) {
@@ -286,21 +291,19 @@ class EngineServiceImpl final : public api::EngineService::Service, public daemo
       u.set_output(std::string(chunk));
       send(u);
     };
-    // A client that goes away (Ctrl-C, killed) cancels the module.
+    // A cancel request, or a client that goes away, cancels the module.
     engine::CancelToken cancel;
     std::atomic<bool> finished{false};
-    std::thread watcher([&] {
-      while (!finished) {
-        if (ctx->IsCancelled()) {
-          cancel.cancel();
-          return;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
+    std::atomic<bool> reader_done{false};
+    std::thread reader([&] {
+      api::RunModuleRequest next;
+      bool more = stream->Read(&next);
+      if (!finished) cancel.cancel();
+      while (more) more = stream->Read(&next);  // until the client half-closes
+      reader_done = true;
     });
     engine::ModuleRunOutcome outcome = engine_.run_module(r, observer, cancel);
     finished = true;
-    watcher.join();
 
     api::RunModuleUpdate u;
     auto* o = u.mutable_outcome();
@@ -317,6 +320,13 @@ class EngineServiceImpl final : public api::EngineService::Service, public daemo
       o->set_error_message(outcome.result.error().message());
     }
     send(u);
+    // The client half-closes once it has the outcome; one that does not
+    // within 5 s is cut off.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!reader_done && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!reader_done) ctx->TryCancel();
+    reader.join();
     return Status::OK;
   }
 

@@ -55,7 +55,8 @@ class CancelToken {
   bool cancelled() const;
   // The module to cancel; null: none. One cancelled before is cancelled at once.
   void watch(ModuleInstance* module);
-  // Called once, on the first cancel (or at once if already cancelled).
+  // Called once, on the first cancel (or at once if already cancelled),
+  // under the token's lock: keep it short. An empty one removes it.
   void on_cancel(std::function<void()> callback);
 
  private:

@@ -16,15 +16,13 @@
 namespace modhost::engine {
 
 void CancelToken::cancel() {
-  std::function<void()> callback;
-  {
-    std::lock_guard lock(mutex_);
-    if (cancelled_) return;
-    cancelled_ = true;
-    if (target_) target_->cancel();
-    callback = std::move(callback_);
-  }
-  if (callback) callback();
+  // The callback runs under the lock, so one replaced by on_cancel (its
+  // owner going away) is never called after.
+  std::lock_guard lock(mutex_);
+  if (cancelled_) return;
+  cancelled_ = true;
+  if (target_) target_->cancel();
+  if (callback_) callback_();
 }
 
 bool CancelToken::cancelled() const {
@@ -39,14 +37,12 @@ void CancelToken::watch(ModuleInstance* module) {
 }
 
 void CancelToken::on_cancel(std::function<void()> callback) {
-  {
-    std::lock_guard lock(mutex_);
-    if (!cancelled_) {
-      callback_ = std::move(callback);
-      return;
-    }
+  std::lock_guard lock(mutex_);
+  if (cancelled_) {
+    if (callback) callback();
+    return;
   }
-  callback();
+  callback_ = std::move(callback);
 }
 
 namespace {

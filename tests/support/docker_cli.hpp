@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <cstdlib>
+#include <filesystem>
 #include <initializer_list>
 #include <random>
 #include <string>
@@ -54,6 +56,15 @@ class DockerCliTest : public ::testing::Test {
     std::random_device rd;
     scope_ = "test" + std::to_string(rd() % 100000000);
     ::setenv("MODHOST_SCOPE", scope_.c_str(), 1);
+    // The same tests through an engine daemon: every command then goes over
+    // the engine API (the daemon inherits the scope).
+    if (const char* v = std::getenv("MODHOST_TEST_VIA_DAEMON"); v && std::string(v) == "1") {
+      engine_dir_ = "/tmp/modhost-test-engine-" + scope_;
+      ::setenv("MODHOST_ENGINE_DIR", engine_dir_.c_str(), 1);
+      auto r = mh({"engine", "start"});
+      ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+      ::setenv("MODHOST_HOST", ("unix://" + engine_dir_ + "/engine.sock").c_str(), 1);
+    }
   }
 
   void TearDown() override {
@@ -61,8 +72,18 @@ class DockerCliTest : public ::testing::Test {
     auto r = mh({"clean", "--all"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(labelled(scope_), "") << "resources left behind in scope " << scope_;
+    if (!engine_dir_.empty()) {
+      auto stopped = mh({"engine", "stop"});
+      EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+      EXPECT_FALSE(std::filesystem::exists(engine_dir_ + "/engine.sock")) << "the engine left its socket";
+      std::filesystem::remove_all(engine_dir_);
+      ::unsetenv("MODHOST_HOST");
+      ::unsetenv("MODHOST_ENGINE_DIR");
+    }
     ::unsetenv("MODHOST_SCOPE");
   }
+
+  bool via_daemon() const { return !engine_dir_.empty(); }
 
   CommandResult mh(std::vector<std::string> args) {
     args.insert(args.begin(), kModhostCli);
@@ -113,6 +134,7 @@ class DockerCliTest : public ::testing::Test {
   }
 
   std::string scope_;
+  std::string engine_dir_;  // set when the tests go through a daemon
 };
 
 }  // namespace modhost::test

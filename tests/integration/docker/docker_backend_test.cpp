@@ -198,7 +198,7 @@ class DockerBackendTest : public ::testing::Test {
 
 TEST_F(DockerBackendTest, DOCKER_ResourcesCarryLabelsAndNames) {
   EnclaveInfo e = enclave("labels");
-  const json::value net = get("/networks/modhost-" + e.name);
+  const json::value net = get("/networks/modhost-" + e.name + "-" + e.id.substr(0, 12));
   expect_common_labels(net, "enclave", e.id, e.name);
   EXPECT_EQ(label(net, backend::kLabelState), "ready");
   EXPECT_EQ(std::string(net.at("Driver").as_string()), "bridge");
@@ -219,7 +219,7 @@ TEST_F(DockerBackendTest, DOCKER_ResourcesCarryLabelsAndNames) {
   EXPECT_EQ(host.at("NanoCpus").to_number<std::int64_t>(), 250000000);
   const auto& binding = host.at("PortBindings").at("8080/tcp").as_array().at(0);
   EXPECT_EQ(std::string(binding.at("HostIp").as_string()), "127.0.0.1");
-  const auto& endpoint = ct.at("NetworkSettings").at("Networks").at("modhost-" + e.name);
+  const auto& endpoint = ct.at("NetworkSettings").at("Networks").at("modhost-" + e.name + "-" + e.id.substr(0, 12));
   bool alias = false;
   for (const auto& a : endpoint.at("Aliases").as_array()) alias = alias || a.as_string() == "web";
   EXPECT_TRUE(alias) << "the service name is a DNS alias on the enclave network";
