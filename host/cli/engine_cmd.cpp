@@ -3,7 +3,9 @@
 
 #include <boost/json.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "builtins.hpp"
 #include "cli/cli.hpp"
@@ -22,6 +24,11 @@ std::string self_exe() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::string("modhost") : p.string();
+}
+
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
 }
 
 boost::json::array json_strings(const std::vector<std::string>& v) {
@@ -98,14 +105,17 @@ int run_status(const GlobalOptions& g) {
     return fail(g, Error(ErrorCode::unavailable, "the engine on " + address + " is " + why +
                                                      "; start it with 'modhost engine start'"));
   }
-  auto api = get_api(g);
-  if (!api.ok()) return fail(g, api.error());
-  auto* remote = dynamic_cast<daemon::RemoteEngine*>(api.value());
-  if (remote == nullptr) {
-    return fail(g, Error(ErrorCode::unavailable, "no engine daemon answers on " + address +
-                                                     "; start one with 'modhost engine start'"));
+  // The daemon itself, whatever the CLI would use otherwise.
+  daemon::Endpoint endpoint{address, g.tls_ca.empty() ? env_or_empty("MODHOST_TLS_CA") : g.tls_ca, ""};
+  if (!g.token_file.empty()) {
+    std::ifstream in(g.token_file);
+    std::getline(in, endpoint.token);
+  } else {
+    endpoint.token = env_or_empty("MODHOST_TOKEN");
   }
-  auto info = remote->info(std::chrono::milliseconds(3000));
+  auto remote = daemon::connect(endpoint, std::chrono::milliseconds(3000));
+  if (!remote.ok()) return fail(g, remote.error());
+  auto info = remote.value()->info(std::chrono::milliseconds(3000));
   if (!info.ok()) return fail(g, info.error());
   if (g.json()) {
     print_json(boost::json::object{{"running", true},

@@ -128,6 +128,15 @@ std::string unix_target(const fs::path& socket) { return "unix:" + socket.string
 
 }  // namespace
 
+Status check_listen(const std::vector<std::string>& listen) {
+  for (const auto& l : listen) {
+    if (l.rfind("tcp://", 0) != 0 || l.size() <= 6 || l.find(':', 6) == std::string::npos) {
+      return Error(ErrorCode::invalid_argument, "invalid listen address '" + l + "': use tcp://HOST:PORT");
+    }
+  }
+  return ok_status();
+}
+
 Paths default_paths() {
   if (const char* d = std::getenv("MODHOST_ENGINE_DIR"); d && *d) return Paths{d};
   return Paths{"/run/modhost/engine"};
@@ -186,11 +195,7 @@ Status run(const RunOptions& options) {
     return Error(ErrorCode::already_exists, "an engine already runs (pid " + std::to_string(pid) + ") on " +
                                                 paths.address() + "; stop it with 'modhost engine stop'");
   }
-  for (const auto& l : options.listen) {
-    if (l.rfind("tcp://", 0) != 0 || l.size() <= 6 || l.find(':', 6) == std::string::npos) {
-      return Error(ErrorCode::invalid_argument, "invalid listen address '" + l + "': use tcp://HOST:PORT");
-    }
-  }
+  MODHOST_TRY(check_listen(options.listen));
 
   MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine, engine::Engine::create(options.engine));
   MODHOST_ASSIGN_OR_RETURN(backend::Backend * backend, engine->backend());
@@ -270,6 +275,7 @@ Result<long> start(const std::string& self_exe, const StartOptions& options) {
     return Error(ErrorCode::already_exists, "an engine already runs (pid " + std::to_string(*pid) + ") on " +
                                                 paths.address() + "; stop it with 'modhost engine stop'");
   }
+  MODHOST_TRY(check_listen(options.listen));
   MODHOST_TRY(make_private_dir(paths.dir));
   std::vector<std::string> args = {self_exe, "engine", "run"};
   for (const auto& l : options.listen) {
@@ -280,7 +286,6 @@ Result<long> start(const std::string& self_exe, const StartOptions& options) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  auto log_start = fs::exists(paths.log()) ? fs::file_size(paths.log()) : 0;
 
   pid_t pid = ::fork();
   if (pid < 0)
@@ -309,14 +314,21 @@ Result<long> start(const std::string& self_exe, const StartOptions& options) {
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
+      if (auto other = running_pid(paths)) {  // another start won the race
+        return Error(ErrorCode::already_exists, "an engine already runs (pid " + std::to_string(*other) +
+                                                    ") on " + paths.address() +
+                                                    "; stop it with 'modhost engine stop'");
+      }
       std::string tail = log_tail(paths.log(), 1);
-      (void)log_start;
       return Error(ErrorCode::unavailable,
                    "the engine did not start" + (tail.empty() ? std::string() : ": " + tail));
     }
     if (socket_answers(paths.socket())) {
       auto remote = connect(Endpoint{paths.address(), "", ""}, std::chrono::milliseconds(2000));
-      if (remote.ok()) return static_cast<long>(pid);
+      auto info = remote.ok() ? remote.value()->info(std::chrono::milliseconds(2000))
+                              : Result<RemoteInfo>(remote.error());
+      // Ours, or one another start made at the same moment (ours then exits).
+      if (info.ok() && info->pid == pid) return static_cast<long>(pid);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

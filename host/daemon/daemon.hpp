@@ -33,6 +33,9 @@ struct Paths {
 
 Paths default_paths();
 
+// Listen addresses must be tcp://HOST:PORT.
+Status check_listen(const std::vector<std::string>& listen);
+
 // Whether something accepts connections on the unix socket (a quick connect,
 // no RPC): a socket file nobody listens on is what a crashed engine leaves.
 bool socket_answers(const std::filesystem::path& socket);
