@@ -6,11 +6,9 @@
 #include <random>
 
 #include "builtins.hpp"
+#include "daemon/client.hpp"
 #include "engine/engine.hpp"
 #include "engine/logging.hpp"
-#include "engine/module_manager.hpp"
-#include "engine/network_control.hpp"
-#include "engine/null_context.hpp"
 
 namespace modhost {
 namespace {
@@ -101,7 +99,7 @@ MutationOptions MutationOptions::scale(std::string service, int replicas) {
 // --- Client ---
 
 struct Client::Impl {
-  std::unique_ptr<engine::Engine> engine;
+  std::unique_ptr<engine::EngineApi> api;  // an engine here, or a daemon's
 };
 
 struct Enclave::State {
@@ -109,7 +107,7 @@ struct Enclave::State {
   backend::EnclaveInfo info;
   bool owned = true;
 
-  backend::Backend& backend() { return *client->engine->backend().value(); }
+  backend::Backend& backend() { return *client->api->backend().value(); }
 };
 
 Client::Client(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -125,18 +123,39 @@ Result<Client> Client::embedded(const ClientOptions& options) {
   e.scope = options.scope;
   MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine, engine::Engine::create(e));
   auto impl = std::make_shared<Impl>();
-  impl->engine = std::move(engine);
+  impl->api = std::move(engine);
   return Client(std::move(impl));
 }
 
+Result<Client> Client::connect(const std::string& address, const ConnectOptions& options) {
+  MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<daemon::RemoteEngine> remote,
+                           daemon::connect(daemon::Endpoint{address, options.tls_ca_file, options.token},
+                                           std::chrono::milliseconds(3000)));
+  auto impl = std::make_shared<Impl>();
+  impl->api = std::move(remote);
+  return Client(std::move(impl));
+}
+
+Result<Client> Client::from_environment(const ClientOptions& options) {
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v ? v : "");
+  };
+  if (std::string host = env("MODHOST_HOST"); !host.empty()) {
+    engine::init_logging(options.log_level);
+    return connect(host, ConnectOptions{env("MODHOST_TLS_CA"), env("MODHOST_TOKEN")});
+  }
+  return embedded(options);
+}
+
 Status Client::ping() {
-  MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, impl_->engine->backend());
+  MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, impl_->api->backend());
   (void)b;
   return ok_status();
 }
 
 Result<Enclave> Client::create_enclave(std::string_view name) {
-  MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, impl_->engine->backend());
+  MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, impl_->api->backend());
   std::string n(name);
   if (n.empty()) {
     std::random_device rd;
@@ -150,7 +169,8 @@ Result<Enclave> Client::create_enclave(std::string_view name) {
 }
 
 Result<Enclave> Client::open_enclave(std::string_view id_or_name) {
-  MODHOST_ASSIGN_OR_RETURN(backend::EnclaveInfo info, impl_->engine->find_enclave(id_or_name));
+  MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, impl_->api->backend());
+  MODHOST_ASSIGN_OR_RETURN(backend::EnclaveInfo info, b->find_enclave(id_or_name));
   auto state = std::make_unique<Enclave::State>();
   state->client = impl_;
   state->info = std::move(info);
@@ -166,8 +186,7 @@ Enclave& Enclave::operator=(Enclave&&) noexcept = default;
 
 Enclave::~Enclave() {
   if (!state_ || !state_->owned) return;
-  (void)state_->backend().remove_enclave(state_->info.id, true);
-  if (auto net = state_->client->engine->network(); net.ok()) net.value()->forget(state_->info.id);
+  (void)state_->client->api->remove_enclave(state_->info.id, true);
 }
 
 const std::string& Enclave::id() const { return state_->info.id; }
@@ -185,8 +204,13 @@ Result<ServiceInfo> Enclave::service(std::string_view name) {
   return state_->backend().inspect_service(state_->info.id, name);
 }
 Result<std::vector<ServiceInfo>> Enclave::services() {
-  auto ctx = state_->client->engine->enclave_context(state_->info.id, "sdk");
-  return ctx->list_services();
+  MODHOST_ASSIGN_OR_RETURN(std::vector<ServiceInfo> all, state_->backend().list_services(state_->info.id));
+  // The enclave's services; module containers are the engine's.
+  std::erase_if(all, [](const ServiceInfo& s) {
+    auto k = s.labels.find(backend::kLabelKind);
+    return k != s.labels.end() && k->second == "module";
+  });
+  return all;
 }
 Result<ExecResult> Enclave::exec(std::string_view service, const std::vector<std::string>& argv) {
   return state_->backend().exec(state_->info.id, service, argv);
@@ -195,20 +219,22 @@ Status Enclave::wait_ready(std::string_view service, const ReadinessCheck& check
   return state_->backend().wait_ready(state_->info.id, service, check);
 }
 Result<std::string> Enclave::logs(std::string_view service) {
-  auto ctx = state_->client->engine->enclave_context(state_->info.id, "sdk");
-  return ctx->service_logs(service);
+  std::string out;
+  MODHOST_TRY(state_->backend().logs(state_->info.id, service, false, [&](std::string_view chunk) {
+    out.append(chunk);
+    return true;
+  }));
+  return out;
 }
 
 Result<std::string> Enclave::run_module(std::string_view module, std::string_view execute_params) {
-  MODHOST_ASSIGN_OR_RETURN(engine::ModuleReference ref, engine::parse_module_reference(module));
-  if (ref.kind == engine::ModuleReference::Kind::image) {
-    return Error(ErrorCode::failed_precondition,
-                 "the SDK runs built-in and plugin modules; run module images with 'modhost module exec'");
-  }
-  engine::ModuleManager manager(builtin_registry());
-  MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<engine::ModuleInstance> instance, manager.load(ref, "", {}));
-  auto ctx = state_->client->engine->enclave_context(state_->info.id, instance->metadata().name);
-  return instance->execute(*ctx, execute_params, std::nullopt);
+  engine::ModuleRunRequest r;
+  r.reference = std::string(module);
+  r.execute_params = std::string(execute_params);
+  r.enclave_id = state_->info.id;
+  r.with_output = false;
+  engine::CancelToken cancel;
+  return state_->client->api->run_module(r, {}, cancel).result;
 }
 
 Result<std::string> Enclave::chaos(const ChaosOptions& options) {

@@ -10,7 +10,7 @@ namespace {
 // One check per process: is there a backend at all?
 const std::optional<std::string>& unavailable_reason() {
   static const std::optional<std::string> reason = []() -> std::optional<std::string> {
-    auto c = Client::embedded();
+    auto c = Client::from_environment();
     if (!c.ok()) return c.error().message();
     if (auto s = c->ping(); !s.ok()) return s.error().message();
     return std::nullopt;
@@ -39,7 +39,7 @@ std::string enclave_name() {
 
 void EnclaveTest::SetUp() {
   if (const auto& reason = unavailable_reason()) GTEST_SKIP() << "no container backend: " << *reason;
-  auto c = Client::embedded();
+  auto c = Client::from_environment();
   ASSERT_TRUE(c.ok()) << c.error().message();
   client_.emplace(std::move(c).value());
   auto e = client_->create_enclave(enclave_name());

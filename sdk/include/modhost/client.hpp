@@ -3,6 +3,8 @@
 // mutation modules with typed options.
 //
 //   auto client = modhost::Client::embedded();          // the engine in this process
+//   (or Client::connect("unix:///run/modhost/engine/engine.sock"), or
+//   Client::from_environment(): $MODHOST_HOST when set, else embedded)
 //   auto enclave = client->create_enclave("quorum");    // removed when it goes out of scope
 //   enclave->add_service({.name = "db", .image = "modhost/datastore:0.1.0"});
 //   enclave->partition({.partitions = {{"db", {"db"}}}, .default_connection = {.blocked = true}});
@@ -92,8 +94,8 @@ class Enclave {
   Status wait_ready(std::string_view service, const ReadinessCheck& check);
   Result<std::string> logs(std::string_view service);
 
-  // Runs a module (builtin:NAME or a .so path) against this enclave; returns
-  // its result.
+  // Runs a module (builtin:NAME, a .so path, or an image) against this
+  // enclave; returns its result.
   Result<std::string> run_module(std::string_view module, std::string_view execute_params);
   Result<std::string> chaos(const ChaosOptions& options);
   Result<std::string> partition(const PartitionOptions& options);
@@ -121,10 +123,22 @@ struct ClientOptions {
   LogLevel log_level = LogLevel::warn;
 };
 
+// How to reach an engine daemon over TCP (a unix socket needs neither).
+struct ConnectOptions {
+  std::string tls_ca_file;  // the engine's tls/cert.pem
+  std::string token;        // the engine's token
+};
+
 class Client {
  public:
   // An engine in this process, on the default backend.
   static Result<Client> embedded(const ClientOptions& options = {});
+  // The engine daemon at ADDRESS (unix:///PATH or tcp://HOST:PORT): the same
+  // operations over the engine API. Its backend and scope are the daemon's.
+  static Result<Client> connect(const std::string& address, const ConnectOptions& options = {});
+  // $MODHOST_HOST (with $MODHOST_TLS_CA and $MODHOST_TOKEN) when set, else
+  // an engine in this process.
+  static Result<Client> from_environment(const ClientOptions& options = {});
 
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;
