@@ -50,13 +50,23 @@ int main(int argc, char** argv) {
   options.scope = "bench" + std::to_string(::getpid());
   auto client = modhost::Client::embedded(options);
   must(client.ok() && client->ping().ok(), "a Docker engine");
+  // The same through an engine daemon (its own directory, the same scope).
+  const std::string engine_dir = "/tmp/modhost-sdk-bench-" + std::to_string(::getpid());
+  ::setenv("MODHOST_ENGINE_DIR", engine_dir.c_str(), 1);
+  ::setenv("MODHOST_SCOPE", options.scope.c_str(), 1);
+  must(run_command({std::string(MODHOST_BIN_DIR) + "/modhost", "engine", "start"}).exit_code == 0,
+       "engine start");
+  auto remote = modhost::Client::connect("unix://" + engine_dir + "/engine.sock");
+  must(remote.ok(), "connecting the daemon");
 
-  std::vector<double> sdk_setup, sdk_teardown, raw_setup, raw_teardown;
-  for (int i = 0; i < rounds; ++i) {
+  std::vector<double> sdk_setup, sdk_teardown, raw_setup, raw_teardown, daemon_setup, daemon_teardown;
+  for (int i = 0; i < 2 * rounds; ++i) {
+    const bool via_daemon = i % 2 == 1;
+    modhost::Client& c = via_daemon ? remote.value() : client.value();
     auto t0 = Clock::now();
     std::optional<modhost::Enclave> enclave;
     {
-      auto e = client->create_enclave("sdk-bench-" + std::to_string(i));
+      auto e = c.create_enclave("sdk-bench-" + std::to_string(i));
       must(e.ok(), "create enclave");
       enclave.emplace(std::move(e).value());
     }
@@ -65,10 +75,11 @@ int main(int argc, char** argv) {
     db.image = image;
     db.ports = {{"http", 1323, "tcp"}};
     must(enclave->add_service(db).ok(), "add service");
-    sdk_setup.push_back(ms_since(t0));
+    (via_daemon ? daemon_setup : sdk_setup).push_back(ms_since(t0));
     t0 = Clock::now();
     enclave.reset();
-    sdk_teardown.push_back(ms_since(t0));
+    (via_daemon ? daemon_teardown : sdk_teardown).push_back(ms_since(t0));
+    if (via_daemon) continue;
 
     const std::string net = "sdk-bench-raw-" + std::to_string(::getpid()) + "-" + std::to_string(i);
     t0 = Clock::now();
@@ -83,10 +94,16 @@ int main(int argc, char** argv) {
     must(run_command({"/usr/bin/docker", "network", "rm", net}).exit_code == 0, "docker network rm");
     raw_teardown.push_back(ms_since(t0));
   }
-  std::printf("| EnclaveTest with one datastore | SDK | raw docker | ratio |\n|---|---:|---:|---:|\n");
-  std::printf("| setup (enclave + service running) | %.1f ms | %.1f ms | %.2fx |\n", median(sdk_setup),
-              median(raw_setup), median(sdk_setup) / median(raw_setup));
-  std::printf("| teardown (all removed) | %.1f ms | %.1f ms | %.2fx |\n", median(sdk_teardown),
-              median(raw_teardown), median(sdk_teardown) / median(raw_teardown));
+  run_command({std::string(MODHOST_BIN_DIR) + "/modhost", "engine", "stop"});
+  run_command({"/bin/rm", "-rf", engine_dir});
+  std::printf(
+      "| EnclaveTest with one datastore | SDK, engine in process | SDK, engine daemon | raw docker | "
+      "ratios to raw |\n|---|---:|---:|---:|---:|\n");
+  std::printf("| setup (enclave + service running) | %.1f ms | %.1f ms | %.1f ms | %.2fx, %.2fx |\n",
+              median(sdk_setup), median(daemon_setup), median(raw_setup),
+              median(sdk_setup) / median(raw_setup), median(daemon_setup) / median(raw_setup));
+  std::printf("| teardown (all removed) | %.1f ms | %.1f ms | %.1f ms | %.2fx, %.2fx |\n",
+              median(sdk_teardown), median(daemon_teardown), median(raw_teardown),
+              median(sdk_teardown) / median(raw_teardown), median(daemon_teardown) / median(raw_teardown));
   return 0;
 }
