@@ -15,6 +15,7 @@
 
 #include "builtins.hpp"
 #include "cli/cli.hpp"
+#include "daemon/client.hpp"
 #include "engine/api.hpp"
 #include "engine/module_manager.hpp"
 
@@ -159,6 +160,125 @@ int run_exec(const GlobalOptions& g, const ExecArgs& a) {
   return kExitOk;
 }
 
+// Loaded modules live in the engine between commands: a daemon's.
+Result<engine::EngineApi*> daemon_api(const GlobalOptions& g) {
+  MODHOST_ASSIGN_OR_RETURN(engine::EngineApi * api, get_api(g));
+  if (dynamic_cast<daemon::RemoteEngine*>(api) == nullptr) {
+    return Error(
+        ErrorCode::failed_precondition,
+        "a loaded module lives in the engine between commands, so it needs the engine daemon: start it "
+        "with 'modhost engine start' (or use 'modhost module exec')");
+  }
+  return api;
+}
+
+boost::json::object to_json(const engine::LoadedModule& m) {
+  return {{"id", m.id},
+          {"enclaveId", m.enclave_id},
+          {"enclaveName", m.enclave_name},
+          {"reference", m.reference},
+          {"module",
+           boost::json::object{
+               {"name", m.module.name}, {"version", m.module.version}, {"source", m.module.source}}},
+          {"loaded", m.loaded},
+          {"executions", m.executions}};
+}
+
+struct LoadArgs {
+  std::string enclave;
+  std::string reference;
+  std::string load_params;
+  std::string start_timeout;
+  bool isolate = false;
+};
+
+int run_load(const GlobalOptions& g, const LoadArgs& a) {
+  if (auto ref = engine::parse_module_reference(a.reference); !ref.ok()) return fail(g, ref.error());
+  engine::ModuleRunRequest r;
+  r.reference = a.reference;
+  r.load_params = a.load_params;
+  r.enclave_id = a.enclave;
+  r.isolate = a.isolate;
+  r.log_level = g.log_level;
+  if (!a.start_timeout.empty()) {
+    auto t = parse_duration(a.start_timeout);
+    if (!t.ok()) return fail(g, t.error());
+    r.start_timeout = t.value();
+  }
+  auto api = daemon_api(g);
+  if (!api.ok()) return fail(g, api.error());
+  progress(g, "Loading module " + a.reference + " into enclave '" + a.enclave + "'...");
+  auto loaded = api.value()->load_module(r);
+  if (!loaded.ok()) return fail(g, loaded.error());
+  if (g.json()) {
+    print_json(to_json(loaded.value()));
+  } else {
+    std::printf("Loaded module '%s' %s as %s in enclave '%s'\n", loaded->module.name.c_str(),
+                loaded->module.version.c_str(), loaded->id.c_str(), loaded->enclave_name.c_str());
+  }
+  return kExitOk;
+}
+
+int run_execute(const GlobalOptions& g, const std::string& id, const std::string& params,
+                const std::string& timeout_text) {
+  std::optional<std::chrono::milliseconds> timeout;
+  if (!timeout_text.empty()) {
+    auto t = parse_duration(timeout_text);
+    if (!t.ok()) return fail(g, t.error());
+    timeout = t.value();
+  }
+  auto api = daemon_api(g);
+  if (!api.ok()) return fail(g, api.error());
+  auto all = api.value()->loaded_modules("");
+  if (!all.ok()) return fail(g, all.error());
+  engine::LoadedModule found;
+  for (const auto& m : all.value()) {
+    if (m.id == id) found = m;
+  }
+  auto started = std::chrono::steady_clock::now();
+  progress(g,
+           "Executing module '" + (found.module.name.empty() ? id : found.module.name) + "' (" + id + ")...");
+  auto result = api.value()->execute_loaded(id, params, timeout);
+  if (!result.ok()) return fail(g, result.error());
+  print_result(g, found.module, result.value(), started, found.enclave_id);
+  return kExitOk;
+}
+
+int run_unload(const GlobalOptions& g, const std::string& id) {
+  auto api = daemon_api(g);
+  if (!api.ok()) return fail(g, api.error());
+  if (auto s = api.value()->unload_module(id); !s.ok()) return fail(g, s.error());
+  if (g.json())
+    print_json(boost::json::object{{"unloaded", id}});
+  else
+    std::printf("Unloaded module %s\n", id.c_str());
+  return kExitOk;
+}
+
+int run_ls_loaded(const GlobalOptions& g, const std::string& enclave) {
+  auto api = daemon_api(g);
+  if (!api.ok()) return fail(g, api.error());
+  auto b = api.value()->backend();
+  if (!b.ok()) return fail(g, b.error());
+  auto e = b.value()->find_enclave(enclave);
+  if (!e.ok()) return fail(g, e.error());
+  auto all = api.value()->loaded_modules(e->id);
+  if (!all.ok()) return fail(g, all.error());
+  if (g.json()) {
+    boost::json::array arr;
+    for (const auto& m : all.value()) arr.push_back(to_json(m));
+    print_json(boost::json::object{{"modules", arr}});
+    return kExitOk;
+  }
+  std::printf("%-14s %-14s %-9s %-10s %-22s %s\n", "ID", "NAME", "VERSION", "EXECUTED", "LOADED", "MODULE");
+  for (const auto& m : all.value()) {
+    std::printf("%-14s %-14s %-9s %-10llu %-22s %s\n", m.id.c_str(), m.module.name.c_str(),
+                m.module.version.c_str(), static_cast<unsigned long long>(m.executions), m.loaded.c_str(),
+                m.reference.c_str());
+  }
+  return kExitOk;
+}
+
 int run_ls(const GlobalOptions& g) {
   engine::ModuleManager manager(builtin_registry());
   auto listings = manager.list(engine::default_module_search_path());
@@ -217,10 +337,42 @@ void add_module_commands(CLI::App& app, GlobalOptions& g) {
                  "Accepted for Kurtosis compatibility: every modhost enclave can be partitioned");
   exec->callback([&g, a] { g_exit_code = run_exec(g, *a); });
 
+  auto ls_enclave = std::make_shared<std::string>();
   CLI::App* ls = module->add_subcommand("ls",
                                         "List built-in modules and the modules on the search path "
-                                        "($MODHOST_MODULE_PATH, then lib/modhost/modules)");
-  ls->callback([&g] { g_exit_code = run_ls(g); });
+                                        "($MODHOST_MODULE_PATH, then lib/modhost/modules);\n"
+                                        "with ENCLAVE, the modules loaded in it (engine daemon)");
+  ls->add_option("enclave", *ls_enclave, "An enclave: list the modules loaded in it");
+  ls->callback(
+      [&g, ls_enclave] { g_exit_code = ls_enclave->empty() ? run_ls(g) : run_ls_loaded(g, *ls_enclave); });
+
+  auto l = std::make_shared<LoadArgs>();
+  CLI::App* load = module->add_subcommand(
+      "load",
+      "Load a module into an enclave and keep it loaded (an image as a running module container);\n"
+      "prints its id for 'module execute' and 'module unload'. Needs the engine daemon.");
+  load->add_option("enclave", l->enclave, "The enclave (UUID, prefix or name)")->required();
+  load->add_option("module", l->reference, "builtin:NAME, PATH.so or IMAGE")->required();
+  load->add_option("--load-params", l->load_params, "Params given to the module when it is loaded (JSON)");
+  load->add_option("--start-timeout", l->start_timeout, "How long the module may take to start (image: 60s)");
+  load->add_flag("--isolate", l->isolate, "Run a native module in a child process");
+  load->callback([&g, l] { g_exit_code = run_load(g, *l); });
+
+  auto x_id = std::make_shared<std::string>();
+  auto x_params = std::make_shared<std::string>();
+  auto x_timeout = std::make_shared<std::string>();
+  CLI::App* execute = module->add_subcommand("execute", "Execute a loaded module once (it stays loaded)");
+  execute->add_option("id", *x_id, "The loaded module's id (from 'module load' or 'module ls ENCLAVE')")
+      ->required();
+  execute->add_option("--execute-params", *x_params, "Params given to execute (JSON)");
+  execute->add_option("--timeout", *x_timeout, "Fail if execute takes longer (e.g. 30s)");
+  execute->callback(
+      [&g, x_id, x_params, x_timeout] { g_exit_code = run_execute(g, *x_id, *x_params, *x_timeout); });
+
+  auto u_id = std::make_shared<std::string>();
+  CLI::App* unload = module->add_subcommand("unload", "Unload a loaded module (its container is removed)");
+  unload->add_option("id", *u_id, "The loaded module's id")->required();
+  unload->callback([&g, u_id] { g_exit_code = run_unload(g, *u_id); });
 }
 
 }  // namespace modhost::cli

@@ -101,15 +101,7 @@ class Remote final : public RemoteEngine, public backend::Backend {
                                       const engine::ModuleRunObserver& observer,
                                       engine::CancelToken& cancel) override {
     api::RunModuleArgs in;
-    in.set_reference(r.reference);
-    in.set_load_params(r.load_params);
-    in.set_execute_params(r.execute_params);
-    in.set_enclave_id(r.enclave_id);
-    in.set_isolate(r.isolate);
-    if (r.timeout) in.set_timeout_ms(r.timeout->count());
-    if (r.start_timeout) in.set_start_timeout_ms(r.start_timeout->count());
-    in.set_log_level(r.log_level);
-    in.set_with_output(r.with_output);
+    wire::to_proto(r, &in);
 
     engine::ModuleRunOutcome out;
     grpc::ClientContext ctx;
@@ -164,6 +156,35 @@ class Remote final : public RemoteEngine, public backend::Backend {
                        : wire::error_of(ctx, s, address_);
     }
     return out;
+  }
+
+  Result<engine::LoadedModule> load_module(const engine::ModuleRunRequest& r) override {
+    api::RunModuleArgs in;
+    wire::to_proto(r, &in);
+    MODHOST_ASSIGN_OR_RETURN(api::LoadedModule out, call<api::LoadedModule>(&Stub::LoadModule, in));
+    return wire::from_proto(out);
+  }
+  Result<std::string> execute_loaded(const std::string& id, const std::string& params,
+                                     std::optional<std::chrono::milliseconds> timeout) override {
+    api::ExecuteLoadedArgs in;
+    in.set_id(id);
+    in.set_params(params);
+    if (timeout) in.set_timeout_ms(timeout->count());
+    MODHOST_ASSIGN_OR_RETURN(api::ExecuteLoadedResponse out,
+                             call<api::ExecuteLoadedResponse>(&Stub::ExecuteLoaded, in));
+    return out.result();
+  }
+  Status unload_module(const std::string& id) override {
+    api::LoadedModuleRef in;
+    in.set_id(id);
+    return call(&Stub::UnloadModule, in);
+  }
+  Result<std::vector<engine::LoadedModule>> loaded_modules(const std::string& enclave_id) override {
+    MODHOST_ASSIGN_OR_RETURN(api::LoadedModuleList out,
+                             call<api::LoadedModuleList>(&Stub::ListLoaded, enclave_ref(enclave_id)));
+    std::vector<engine::LoadedModule> all;
+    for (const auto& m : out.modules()) all.push_back(wire::from_proto(m));
+    return all;
   }
 
   // --- backend::Backend ---

@@ -264,17 +264,7 @@ class EngineServiceImpl final : public api::EngineService::Service, public daemo
       return wire::fail(ctx, Error(ErrorCode::invalid_argument, "RunModule starts with a start request"));
     }
     const api::RunModuleArgs* in = &first.start();
-    engine::ModuleRunRequest r;
-    r.reference = in->reference();
-    r.load_params = in->load_params();
-    r.execute_params = in->execute_params();
-    r.enclave_id = in->enclave_id();
-    r.isolate = in->isolate();
-    if (in->timeout_ms() > 0) r.timeout = std::chrono::milliseconds(in->timeout_ms());
-    if (in->start_timeout_ms() > 0) r.start_timeout = std::chrono::milliseconds(in->start_timeout_ms());
-    r.log_level = in->log_level().empty() ? "warn" : in->log_level();
-    r.with_output = in->with_output();
-
+    engine::ModuleRunRequest r = wire::from_proto(*in);
     std::mutex write_mutex;  // container output comes from another thread
     auto send = [&](api::RunModuleUpdate& u) {
       std::lock_guard lock(write_mutex);
@@ -327,6 +317,31 @@ class EngineServiceImpl final : public api::EngineService::Service, public daemo
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (!reader_done) ctx->TryCancel();
     reader.join();
+    return Status::OK;
+  }
+
+  Status LoadModule(ServerContext* ctx, const api::RunModuleArgs* in, api::LoadedModule* out) override {
+    auto loaded = engine_.load_module(wire::from_proto(*in));
+    if (!loaded.ok()) return wire::fail(ctx, loaded.error());
+    wire::to_proto(loaded.value(), out);
+    return Status::OK;
+  }
+  Status ExecuteLoaded(ServerContext* ctx, const api::ExecuteLoadedArgs* in,
+                       api::ExecuteLoadedResponse* out) override {
+    std::optional<std::chrono::milliseconds> timeout;
+    if (in->timeout_ms() > 0) timeout = std::chrono::milliseconds(in->timeout_ms());
+    auto result = engine_.execute_loaded(in->id(), in->params(), timeout);
+    if (!result.ok()) return wire::fail(ctx, result.error());
+    out->set_result(result.value());
+    return Status::OK;
+  }
+  Status UnloadModule(ServerContext* ctx, const api::LoadedModuleRef* in, Empty*) override {
+    return wire::done(ctx, engine_.unload_module(in->id()));
+  }
+  Status ListLoaded(ServerContext* ctx, const api::EnclaveRef* in, api::LoadedModuleList* out) override {
+    auto all = engine_.loaded_modules(in->id());
+    if (!all.ok()) return wire::fail(ctx, all.error());
+    for (const auto& m : all.value()) wire::to_proto(m, out->add_modules());
     return Status::OK;
   }
 

@@ -114,4 +114,56 @@ engine::TimelineEvent from_proto(const engine_api::TimelineEvent& in) {
   return e;
 }
 
+void to_proto(const engine::LoadedModule& in, engine_api::LoadedModule* out) {
+  out->set_id(in.id);
+  out->set_enclave_id(in.enclave_id);
+  out->set_enclave_name(in.enclave_name);
+  out->set_reference(in.reference);
+  out->set_name(in.module.name);
+  out->set_version(in.module.version);
+  out->set_source(in.module.source);
+  out->set_loaded(in.loaded);
+  out->set_executions(in.executions);
+}
+
+engine::LoadedModule from_proto(const engine_api::LoadedModule& in) {
+  engine::LoadedModule m;
+  m.id = in.id();
+  m.enclave_id = in.enclave_id();
+  m.enclave_name = in.enclave_name();
+  m.reference = in.reference();
+  m.module.name = in.name();
+  m.module.version = in.version();
+  m.module.source = in.source();
+  m.loaded = in.loaded();
+  m.executions = in.executions();
+  return m;
+}
+
+void to_proto(const engine::ModuleRunRequest& in, engine_api::RunModuleArgs* out) {
+  out->set_reference(in.reference);
+  out->set_load_params(in.load_params);
+  out->set_execute_params(in.execute_params);
+  out->set_enclave_id(in.enclave_id);
+  out->set_isolate(in.isolate);
+  if (in.timeout) out->set_timeout_ms(in.timeout->count());
+  if (in.start_timeout) out->set_start_timeout_ms(in.start_timeout->count());
+  out->set_log_level(in.log_level);
+  out->set_with_output(in.with_output);
+}
+
+engine::ModuleRunRequest from_proto(const engine_api::RunModuleArgs& in) {
+  engine::ModuleRunRequest r;
+  r.reference = in.reference();
+  r.load_params = in.load_params();
+  r.execute_params = in.execute_params();
+  r.enclave_id = in.enclave_id();
+  r.isolate = in.isolate();
+  if (in.timeout_ms() > 0) r.timeout = std::chrono::milliseconds(in.timeout_ms());
+  if (in.start_timeout_ms() > 0) r.start_timeout = std::chrono::milliseconds(in.start_timeout_ms());
+  r.log_level = in.log_level().empty() ? "warn" : in.log_level();
+  r.with_output = in.with_output();
+  return r;
+}
+
 }  // namespace modhost::daemon::wire

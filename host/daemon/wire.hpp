@@ -7,6 +7,7 @@
 #include <grpcpp/server_context.h>
 
 #include "backends/backend.hpp"
+#include "engine/api.hpp"
 #include "engine/events.hpp"
 #include "engine_api.pb.h"
 
@@ -31,5 +32,10 @@ void to_proto(const backend::ArtifactInfo& in, engine_api::Artifact* out);
 backend::ArtifactInfo from_proto(const engine_api::Artifact& in);
 void to_proto(const engine::TimelineEvent& in, engine_api::TimelineEvent* out);
 engine::TimelineEvent from_proto(const engine_api::TimelineEvent& in);
+void to_proto(const engine::LoadedModule& in, engine_api::LoadedModule* out);
+engine::LoadedModule from_proto(const engine_api::LoadedModule& in);
+// The request fields RunModule and LoadModule share.
+void to_proto(const engine::ModuleRunRequest& in, engine_api::RunModuleArgs* out);
+engine::ModuleRunRequest from_proto(const engine_api::RunModuleArgs& in);
 
 }  // namespace modhost::daemon::wire

@@ -4,12 +4,14 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "backends/backend.hpp"
 #include "engine/events.hpp"
@@ -66,6 +68,17 @@ class CancelToken {
   std::function<void()> callback_;
 };
 
+// A module loaded into an enclave, kept loaded between executions.
+struct LoadedModule {
+  std::string id;  // 12 hex chars, unique in the engine
+  std::string enclave_id;
+  std::string enclave_name;
+  std::string reference;
+  ModuleMetadata module;
+  std::string loaded;  // RFC 3339 UTC
+  std::uint64_t executions = 0;
+};
+
 class EngineApi {
  public:
   virtual ~EngineApi() = default;
@@ -82,6 +95,17 @@ class EngineApi {
   virtual Status timeline(const std::string& enclave_id, bool follow, const TimelineSink& sink) = 0;
   virtual ModuleRunOutcome run_module(const ModuleRunRequest& request, const ModuleRunObserver& observer,
                                       CancelToken& cancel) = 0;
+
+  // Loads a module into an enclave (`request.enclave_id` required; its
+  // execute params unused) and keeps it loaded: an image as a running module
+  // container, a native module in the engine (or its runner).
+  virtual Result<LoadedModule> load_module(const ModuleRunRequest& request) = 0;
+  // Executes a loaded module once; its result.
+  virtual Result<std::string> execute_loaded(const std::string& id, const std::string& params,
+                                             std::optional<std::chrono::milliseconds> timeout) = 0;
+  virtual Status unload_module(const std::string& id) = 0;
+  // The modules loaded into an enclave (empty id: every enclave).
+  virtual Result<std::vector<LoadedModule>> loaded_modules(const std::string& enclave_id) = 0;
 };
 
 }  // namespace modhost::engine

@@ -150,8 +150,7 @@ class BackendEnclaveContext final : public EnclaveContext {
 
 }  // namespace
 
-Engine::Engine(EngineOptions options) : options_(std::move(options)) {}
-Engine::~Engine() = default;
+// (constructor and destructor in loaded_modules.cpp, where Loaded is complete)
 
 Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
   if (options.backend != "auto" && options.backend != "docker") {
@@ -197,6 +196,10 @@ Result<NetworkControl*> Engine::network() {
 
 Status Engine::remove_enclave(const std::string& enclave_id, bool force) {
   MODHOST_ASSIGN_OR_RETURN(backend::Backend * b, backend());
+  // Modules loaded into it go first (their containers with them).
+  if (auto loaded = loaded_modules(enclave_id); loaded.ok()) {
+    for (const auto& m : loaded.value()) (void)unload_module(m.id);
+  }
   MODHOST_TRY(b->remove_enclave(enclave_id, force));
   if (auto net = network(); net.ok()) net.value()->forget(enclave_id);
   return ok_status();

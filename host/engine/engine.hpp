@@ -46,6 +46,12 @@ class Engine final : public EngineApi {
   // In module_run.cpp.
   ModuleRunOutcome run_module(const ModuleRunRequest& request, const ModuleRunObserver& observer,
                               CancelToken& cancel) override;
+  // In loaded_modules.cpp. Modules loaded here live as long as this engine.
+  Result<LoadedModule> load_module(const ModuleRunRequest& request) override;
+  Result<std::string> execute_loaded(const std::string& id, const std::string& params,
+                                     std::optional<std::chrono::milliseconds> timeout) override;
+  Status unload_module(const std::string& id) override;
+  Result<std::vector<LoadedModule>> loaded_modules(const std::string& enclave_id) override;
 
   // An enclave by id, id prefix or name.
   Result<backend::EnclaveInfo> find_enclave(std::string_view id_or_name);
@@ -63,6 +69,8 @@ class Engine final : public EngineApi {
   std::mutex mutex_;  // guards the lazy making of backend_ and network_
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<NetworkControl> network_;
+  struct Loaded;
+  std::unique_ptr<Loaded> loaded_;  // modules kept loaded, by id
 };
 
 }  // namespace modhost::engine

@@ -28,7 +28,7 @@ const std::string kBusybox = "modhost/busybox:1";
 
 class Daemon : public DockerCliTest {
  protected:
-  static void SetUpTestSuite() { load_images({"modhost-busybox.tar"}); }
+  static void SetUpTestSuite() { load_images({"modhost-busybox.tar", "modhost-module-hello.tar"}); }
 
   void SetUp() override {
     DockerCliTest::SetUp();
@@ -317,6 +317,61 @@ TEST_F(Daemon, TheCliSaysTheSameEmbeddedAndThroughTheDaemon) {
     EXPECT_EQ(daemon.out, embedded.out) << what;
     EXPECT_EQ(daemon.err, embedded.err) << what;
   }
+  ASSERT_EQ(mh({"engine", "stop"}).exit_code, 0);
+}
+
+TEST_F(Daemon, ModulesStayLoadedBetweenExecutionsUntilUnloaded) {
+  // Without a daemon there is nobody to keep a module loaded.
+  expect_error(mh({"module", "load", "x", "builtin:hello"}), 5, "needs the engine daemon");
+
+  ASSERT_EQ(mh({"engine", "start"}).exit_code, 0);
+  ::setenv("MODHOST_HOST", address_.c_str(), 1);
+  ASSERT_EQ(mh({"enclave", "add", "--name", "loads"}).exit_code, 0);
+  ASSERT_EQ(mh({"service", "add", "loads", "victim", kBusybox, "--", "sleep", "3600"}).exit_code, 0);
+
+  auto image =
+      mh_json({"module", "load", "loads", "modhost/hello-module:0.1.0", "--load-params", "{\"x\":1}"});
+  ASSERT_TRUE(image.is_object());
+  const std::string image_id(image.at("id").as_string());
+  const std::string container = scoped_containers(scope_, "module");
+  ASSERT_FALSE(container.empty()) << "no module container after load";
+  for (int i = 0; i < 2; ++i) {
+    auto run =
+        mh_json({"module", "execute", image_id, "--execute-params", "{\"round\":" + std::to_string(i) + "}"});
+    ASSERT_TRUE(run.is_object());
+    EXPECT_EQ(run.at("result").at("params").at("round").as_int64(), i);
+    EXPECT_EQ(scoped_containers(scope_, "module"), container) << "execute changed the module container";
+  }
+  auto chaos = mh_json({"module", "load", "loads", "builtin:chaos"});
+  const std::string chaos_id(chaos.at("id").as_string());
+  auto killed = mh_json(
+      {"module", "execute", chaos_id, "--execute-params", R"({"action":"kill","services":["victim"]})"});
+  ASSERT_TRUE(killed.is_object());
+  EXPECT_NE(mh({"service", "inspect", "loads", "victim"}).out.find("exited"), std::string::npos);
+
+  auto listed = mh_json({"module", "ls", "loads"});
+  ASSERT_EQ(listed.at("modules").as_array().size(), 2u);
+  for (const auto& m : listed.at("modules").as_array()) {
+    EXPECT_EQ(m.at("executions").as_int64(), m.at("id").as_string() == image_id ? 2 : 1);
+  }
+
+  expect_error(mh({"module", "execute", "000000000000"}), 4, "no loaded module");
+  expect_error(mh({"module", "load", "nowhere", "builtin:hello"}), 4, "nowhere");
+  expect_error(mh({"module", "load", "loads", "/nonexistent/m.so"}), 4, "m.so");
+  expect_error(mh({"module", "load", "loads", "modhost/not-there:1"}), 4, "not-there");
+  EXPECT_EQ(scoped_containers(scope_, "module"), container) << "a failed load left a container";
+
+  auto unloaded = mh({"module", "unload", image_id});
+  EXPECT_EQ(unloaded.exit_code, 0) << unloaded.err;
+  EXPECT_EQ(scoped_containers(scope_, "module"), "") << "unload left the module container";
+  expect_error(mh({"module", "unload", image_id}), 4, "no loaded module");
+
+  // Removing the enclave unloads what is loaded in it.
+  ASSERT_EQ(mh({"module", "load", "loads", "modhost/hello-module:0.1.0"}).exit_code, 0);
+  ASSERT_EQ(mh({"enclave", "rm", "-f", "loads"}).exit_code, 0);
+  EXPECT_EQ(scoped_containers(scope_, "module"), "");
+  auto everywhere = mh({"-o", "json", "module", "execute", chaos_id});
+  EXPECT_EQ(everywhere.exit_code, 4) << everywhere.out;
   ASSERT_EQ(mh({"engine", "stop"}).exit_code, 0);
 }
 
