@@ -6,6 +6,7 @@
 
 #include "backends/docker/docker_backend.hpp"
 #include "backends/image/image.hpp"
+#include "engine/container_module.hpp"
 #include "engine/logging.hpp"
 #include "engine/module_manager.hpp"
 #include "engine/network_control.hpp"
@@ -123,9 +124,13 @@ class BackendEnclaveContext final : public EnclaveContext {
                                      std::string_view execute_params) override {
     MODHOST_ASSIGN_OR_RETURN(ModuleReference ref, parse_module_reference(reference));
     if (ref.kind == ModuleReference::Kind::image) {
-      return Error(ErrorCode::failed_precondition,
-                   "a module runs other modules that are built in or plugins on the host, not images ('" +
-                       std::string(reference) + "')");
+      // A module container of its own in the same enclave, answered by a
+      // context of its own; removed once it has run.
+      BackendEnclaveContext inner(backend_, network_, builtins_, enclave_id_, ref.value);
+      MODHOST_ASSIGN_OR_RETURN(
+          std::unique_ptr<ModuleInstance> module,
+          start_container_module(backend_, enclave_id_, ref.value, load_params, inner, {}));
+      return module->execute(inner, execute_params, std::nullopt);
     }
     static const ModuleRegistry kNone;
     ModuleManager manager(builtins_ != nullptr ? *builtins_ : kNone);

@@ -107,12 +107,20 @@ TEST_F(ModuleImage, AModuleRunsAnotherModuleAndStoresArtifactsThroughTheApi) {
   auto listed = mh_json({"files", "ls", "c"});
   EXPECT_NE(boost::json::serialize(listed).find("\"etc\""), std::string::npos) << listed;
 
-  // Images are not composed (yet): one clear error.
+  // An image composes too: a module container of its own, gone afterwards.
+  auto image = exec_json(
+      {"modhost-test/api_probe-module:1", "--enclave-id", "c", "--execute-params",
+       R"({"op":"compose","module":"modhost/hello-module:0.1.0","params":"{\"from\":\"image\"}"})"});
+  auto from_image = boost::json::parse(image.at("result").at("inner").as_string());
+  EXPECT_EQ(from_image.at("params").at("from"), "image") << from_image;
+  EXPECT_EQ(scoped_containers(scope_, "module"), "") << "the composed module's container was left";
+  // One that cannot start is the outer module's error, and leaves nothing.
   auto refused =
       mh({"module", "exec", "modhost-test/api_probe-module:1", "--enclave-id", "c", "--execute-params",
-          R"({"op":"compose","module":"modhost/hello-module:0.1.0","params":"{}"})"});
+          R"({"op":"compose","module":"modhost-test/not-there:1","params":"{}"})"});
   EXPECT_NE(refused.exit_code, 0);
-  EXPECT_NE(refused.err.find("not images"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("not-there"), std::string::npos) << refused.err;
+  EXPECT_EQ(scoped_containers(scope_, "module"), "");
 }
 
 TEST_F(ModuleImage, FailuresAreOneLineErrorsAndLeaveNoModuleContainer) {
