@@ -29,6 +29,18 @@ inline constexpr const char* kLabelProtected = "io.modhost.protected";  // "true
 
 enum class EnclaveStatus { running, stopped, empty };
 
+inline const char* to_string(EnclaveStatus s) {
+  switch (s) {
+    case EnclaveStatus::running:
+      return "running";
+    case EnclaveStatus::stopped:
+      return "stopped";
+    case EnclaveStatus::empty:
+      return "empty";
+  }
+  return "empty";
+}
+
 struct EnclaveInfo {
   std::string id;    // 32 hex chars
   std::string name;  // user-facing, unique among enclaves

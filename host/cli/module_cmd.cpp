@@ -106,17 +106,25 @@ class CancelOnSignal {
   std::thread waiter_;
 };
 
+// What `module exec` and `module load` ask of the engine.
+engine::ModuleRunRequest run_request(const GlobalOptions& g, const std::string& reference,
+                                     const std::string& load_params, const std::string& enclave,
+                                     bool isolate) {
+  engine::ModuleRunRequest r;
+  r.reference = reference;
+  r.load_params = load_params;
+  r.enclave_id = enclave;
+  r.isolate = isolate;
+  r.log_level = g.log_level;
+  r.with_output = !g.json();
+  return r;
+}
+
 int run_exec(const GlobalOptions& g, const ExecArgs& a) {
   Result<engine::ModuleReference> ref = engine::parse_module_reference(a.reference);
   if (!ref.ok()) return fail(g, ref.error());
-  engine::ModuleRunRequest r;
-  r.reference = a.reference;
-  r.load_params = a.load_params;
+  engine::ModuleRunRequest r = run_request(g, a.reference, a.load_params, a.enclave_id, a.isolate);
   r.execute_params = a.execute_params;
-  r.enclave_id = a.enclave_id;
-  r.isolate = a.isolate;
-  r.log_level = g.log_level;
-  r.with_output = !g.json();
   if (!a.timeout.empty()) {
     auto t = parse_duration(a.timeout);
     if (!t.ok()) return fail(g, t.error());
@@ -194,12 +202,7 @@ struct LoadArgs {
 
 int run_load(const GlobalOptions& g, const LoadArgs& a) {
   if (auto ref = engine::parse_module_reference(a.reference); !ref.ok()) return fail(g, ref.error());
-  engine::ModuleRunRequest r;
-  r.reference = a.reference;
-  r.load_params = a.load_params;
-  r.enclave_id = a.enclave;
-  r.isolate = a.isolate;
-  r.log_level = g.log_level;
+  engine::ModuleRunRequest r = run_request(g, a.reference, a.load_params, a.enclave, a.isolate);
   if (!a.start_timeout.empty()) {
     auto t = parse_duration(a.start_timeout);
     if (!t.ok()) return fail(g, t.error());

@@ -5,17 +5,7 @@
 
 namespace modhost::cli {
 
-const char* status_name(backend::EnclaveStatus s) {
-  switch (s) {
-    case backend::EnclaveStatus::running:
-      return "running";
-    case backend::EnclaveStatus::stopped:
-      return "stopped";
-    case backend::EnclaveStatus::empty:
-      return "empty";
-  }
-  return "unknown";
-}
+const char* status_name(backend::EnclaveStatus s) { return backend::to_string(s); }
 
 std::string format_port(const PublishedPort& p) {
   std::string s = p.port.name + ": " + std::to_string(p.port.number) + "/" + p.port.protocol;

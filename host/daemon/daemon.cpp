@@ -32,15 +32,6 @@ namespace {
 
 constexpr int kMaxMessageBytes = 1 << 30;
 
-std::string now_rfc3339() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string read_text(const fs::path& p) {
   std::ifstream in(p);
   std::ostringstream s;
@@ -214,7 +205,7 @@ Status run(const RunOptions& options) {
   }
 
   std::vector<std::string> listening = {paths.address()};
-  ServerInfo info{options.version, now_rfc3339()};
+  ServerInfo info{options.version, engine::utc_now_rfc3339()};
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);

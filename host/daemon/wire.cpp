@@ -47,24 +47,10 @@ Error error_of(const grpc::ClientContext& ctx, const grpc::Status& s, const std:
   }
 }
 
-namespace {
-const char* status_word(backend::EnclaveStatus s) {
-  switch (s) {
-    case backend::EnclaveStatus::running:
-      return "running";
-    case backend::EnclaveStatus::stopped:
-      return "stopped";
-    case backend::EnclaveStatus::empty:
-      return "empty";
-  }
-  return "empty";
-}
-}  // namespace
-
 void to_proto(const backend::EnclaveInfo& in, engine_api::Enclave* out) {
   out->set_id(in.id);
   out->set_name(in.name);
-  out->set_status(status_word(in.status));
+  out->set_status(backend::to_string(in.status));
   out->set_created(in.created);
   out->set_subnet(in.subnet);
   out->set_gateway(in.gateway);

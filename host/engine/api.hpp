@@ -20,6 +20,9 @@
 
 namespace modhost::engine {
 
+// Now, as RFC 3339 UTC to the second ("2026-11-23T17:40:01Z").
+std::string utc_now_rfc3339();
+
 // A module run: load, execute once, unload.
 struct ModuleRunRequest {
   std::string reference;  // builtin:NAME, a .so path, or an image

@@ -53,15 +53,6 @@ std::string new_id() {
   return std::string(buf, 12);
 }
 
-std::string now_rfc3339() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 Error unknown(const std::string& id) {
   return Error(
       ErrorCode::not_found,
@@ -82,7 +73,7 @@ Result<LoadedModule> Engine::load_module(const ModuleRunRequest& r) {
   entry->info.enclave_id = enclave.id;
   entry->info.enclave_name = enclave.name;
   entry->info.reference = r.reference;
-  entry->info.loaded = now_rfc3339();
+  entry->info.loaded = utc_now_rfc3339();
 
   entry->image = ref.kind == ModuleReference::Kind::image;
   if (entry->image) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <string>
 
 #include "engine/api.hpp"
@@ -14,6 +15,15 @@
 #include "engine/null_context.hpp"
 
 namespace modhost::engine {
+
+std::string utc_now_rfc3339() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 void CancelToken::cancel() {
   // The callback runs under the lock, so one replaced by on_cancel (its
