@@ -99,4 +99,15 @@ Result<std::string> tar_tree(const std::string& source);
 // never writes through a symlink: a layer cannot write outside DEST.
 Status extract_tar(std::string_view archive, const std::string& dest);
 
+// extract_tar() for an image layer: its whiteouts become what overlayfs reads
+// (".wh.NAME": a 0:0 character device NAME; ".wh..wh..opq": the directory's
+// trusted.overlay.opaque=y). Needs root.
+Status extract_layer(std::string_view archive, const std::string& dest);
+
+// Applies a layer directory made by extract_layer onto a plain tree DEST (for
+// when overlayfs is unavailable): what its whiteouts hide goes, an opaque
+// directory replaces DEST's, everything else is copied over. Never writes
+// through a symlink in DEST.
+Status apply_layer_dir(const std::string& layer_dir, const std::string& dest);
+
 }  // namespace modhost::image

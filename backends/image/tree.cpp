@@ -1,6 +1,8 @@
 // Directory trees to and from tar archives: files artifacts and image layers.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -85,6 +87,8 @@ Status check_no_symlink_parents(const fs::path& root, const fs::path& rel) {
 
 }  // namespace
 
+Status extract_entries(std::string_view archive, const std::string& dest, bool layer);
+
 Result<std::string> tar_tree(const std::string& source) {
   std::error_code ec;
   fs::path src(source);
@@ -100,6 +104,48 @@ Result<std::string> tar_tree(const std::string& source) {
 }
 
 Status extract_tar(std::string_view archive, const std::string& dest) {
+  return extract_entries(archive, dest, false);
+}
+
+Status extract_layer(std::string_view archive, const std::string& dest) {
+  return extract_entries(archive, dest, true);
+}
+
+namespace {
+
+// A whiteout as overlayfs reads it: a 0:0 character device in place of the
+// name (".wh.NAME"), or the opaque mark on a directory (".wh..wh..opq").
+Status apply_whiteout(const fs::path& root, const fs::path& rel, bool& handled) {
+  const std::string name = rel.filename().string();
+  handled = false;
+  if (name.rfind(".wh.", 0) != 0) return ok_status();
+  handled = true;
+  fs::path dir = root / rel.parent_path();
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (name == ".wh..wh..opq") {
+    if (::lsetxattr(dir.c_str(), "trusted.overlay.opaque", "y", 1, 0) != 0) {
+      return Error(ErrorCode::failed_precondition,
+                   "cannot mark '" + dir.string() + "' opaque: " + std::strerror(errno) + " (needs root)");
+    }
+    return ok_status();
+  }
+  fs::path hidden = dir / name.substr(4);
+  if (name.size() <= 4 || hidden.filename() == "..") {
+    return Error(ErrorCode::invalid_argument, "bad whiteout '" + rel.string() + "'");
+  }
+  struct stat st {};
+  if (::lstat(hidden.c_str(), &st) == 0) fs::remove_all(hidden, ec);
+  if (::mknod(hidden.c_str(), S_IFCHR | 0000, ::makedev(0, 0)) != 0) {
+    return Error(ErrorCode::failed_precondition, "cannot make the whiteout '" + hidden.string() +
+                                                     "': " + std::strerror(errno) + " (needs root)");
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status extract_entries(std::string_view archive, const std::string& dest, bool layer) {
   MODHOST_ASSIGN_OR_RETURN(std::vector<TarEntry> entries, read_tar(archive));
   // Every path is checked before anything is written.
   std::vector<fs::path> rels;
@@ -116,6 +162,11 @@ Status extract_tar(std::string_view archive, const std::string& dest) {
     const fs::path& rel = rels[i];
     if (rel.empty() || rel == ".") continue;
     MODHOST_TRY(check_no_symlink_parents(root, rel));
+    if (layer) {
+      bool whiteout = false;
+      MODHOST_TRY(apply_whiteout(root, rel, whiteout));
+      if (whiteout) continue;
+    }
     fs::path out = root / rel;
     fs::create_directories(out.parent_path(), ec);
     struct stat st {};
@@ -166,6 +217,61 @@ Status extract_tar(std::string_view archive, const std::string& dest) {
     }
   }
   return ok_status();
+}
+
+namespace {
+
+bool is_whiteout(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == ::makedev(0, 0); }
+
+bool is_opaque(const fs::path& dir) {
+  char v = 0;
+  return ::lgetxattr(dir.c_str(), "trusted.overlay.opaque", &v, 1) == 1 && v == 'y';
+}
+
+Status apply_dir(const fs::path& layer_root, const fs::path& dest_root, const fs::path& rel) {
+  std::error_code ec;
+  std::vector<fs::path> children;
+  for (const auto& e : fs::directory_iterator(layer_root / rel, ec)) children.push_back(e.path().filename());
+  if (ec) return Error(ErrorCode::failed_precondition, "cannot list '" + (layer_root / rel).string() + "'");
+  std::sort(children.begin(), children.end());
+  for (const auto& name : children) {
+    const fs::path child = rel / name;
+    const fs::path from = layer_root / child;
+    const fs::path to = dest_root / child;
+    MODHOST_TRY(check_no_symlink_parents(dest_root, child));
+    struct stat st {};
+    if (::lstat(from.c_str(), &st) != 0) continue;
+    struct stat existing {};
+    const bool exists = ::lstat(to.c_str(), &existing) == 0;
+    if (is_whiteout(st)) {
+      fs::remove_all(to, ec);
+    } else if (S_ISDIR(st.st_mode)) {
+      if (exists && (!S_ISDIR(existing.st_mode) || is_opaque(from))) fs::remove_all(to, ec);
+      fs::create_directories(to, ec);
+      ::chmod(to.c_str(), st.st_mode & 07777);
+      MODHOST_TRY(apply_dir(layer_root, dest_root, child));
+    } else if (S_ISLNK(st.st_mode)) {
+      if (exists) fs::remove_all(to, ec);
+      fs::copy_symlink(from, to, ec);
+      if (ec) return Error(ErrorCode::failed_precondition, "cannot create link '" + to.string() + "'");
+    } else if (S_ISREG(st.st_mode)) {
+      if (exists) fs::remove_all(to, ec);
+      fs::copy_file(from, to, ec);
+      if (ec)
+        return Error(ErrorCode::failed_precondition, "cannot copy to '" + to.string() + "': " + ec.message());
+      ::chmod(to.c_str(), st.st_mode & 07777);
+    }
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status apply_layer_dir(const std::string& layer_dir, const std::string& dest) {
+  std::error_code ec;
+  fs::create_directories(dest, ec);
+  if (ec) return Error(ErrorCode::failed_precondition, "cannot create '" + dest + "': " + ec.message());
+  return apply_dir(fs::path(layer_dir), fs::canonical(dest, ec), fs::path());
 }
 
 }  // namespace modhost::image
