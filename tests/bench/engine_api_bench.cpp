@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
   const long rss_info = rss_kib(pid);
   Load list_load = concurrent(target, clients, 3, list);
   const long rss_loaded = rss_kib(pid);
-  std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::this_thread::sleep_for(std::chrono::seconds(8));
   const long rss_after = rss_kib(pid);
 
   std::printf("| engine API over the unix socket | median | p99 |\n|---|---:|---:|\n");
@@ -184,7 +184,7 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "\n| daemon RSS | MiB |\n|---|---:|\n| idle | %.1f |\n| after %d clients x20 Info | %.1f |\n"
-      "| after %d clients x3 ListEnclaves | %.1f |\n| 3 s later | %.1f |\n",
+      "| after %d clients x3 ListEnclaves | %.1f |\n| idle again, 8 s later | %.1f |\n",
       rss_idle / 1024.0, clients, rss_info / 1024.0, clients, rss_loaded / 1024.0, rss_after / 1024.0);
 
   run_command({bin, "clean", "--all"});
