@@ -289,7 +289,8 @@ TEST_F(Daemon, RemoteAccessNeedsTlsAndTheToken) {
 TEST_F(Daemon, TheCliSaysTheSameEmbeddedAndThroughTheDaemon) {
   ASSERT_EQ(mh({"engine", "start"}).exit_code, 0);
   ASSERT_EQ(mh({"enclave", "add", "--name", "same"}).exit_code, 0);
-  ASSERT_EQ(mh({"service", "add", "same", "box", kBusybox, "--ports", "p=8080/tcp", "--", "sleep", "3600"})
+  ASSERT_EQ(mh({"service", "add", "same", "box", kBusybox, "--ports", "p=8080/tcp", "--", "sh", "-c",
+                "echo started; exec sleep 3600"})
                 .exit_code,
             0);
   for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
@@ -297,6 +298,8 @@ TEST_F(Daemon, TheCliSaysTheSameEmbeddedAndThroughTheDaemon) {
            {"enclave", "inspect", "same"},
            {"-o", "json", "enclave", "inspect", "same"},
            {"service", "ls", "same"},
+           {"service", "logs", "same", "box"},
+           {"-o", "json", "enclave", "events", "same"},
            {"-o", "json", "service", "inspect", "same", "box"},
            {"service", "exec", "same", "box", "--", "echo", "hi"},
            {"service", "exec", "same", "box", "--", "sh", "-c", "exit 3"},
@@ -316,6 +319,7 @@ TEST_F(Daemon, TheCliSaysTheSameEmbeddedAndThroughTheDaemon) {
     EXPECT_EQ(daemon.exit_code, embedded.exit_code) << what << daemon.err;
     EXPECT_EQ(daemon.out, embedded.out) << what;
     EXPECT_EQ(daemon.err, embedded.err) << what;
+    if (args[1] == "logs") EXPECT_NE(daemon.out.find("started"), std::string::npos) << daemon.out;
   }
   ASSERT_EQ(mh({"engine", "stop"}).exit_code, 0);
 }
