@@ -319,7 +319,9 @@ TEST_F(Daemon, TheCliSaysTheSameEmbeddedAndThroughTheDaemon) {
     EXPECT_EQ(daemon.exit_code, embedded.exit_code) << what << daemon.err;
     EXPECT_EQ(daemon.out, embedded.out) << what;
     EXPECT_EQ(daemon.err, embedded.err) << what;
-    if (args[1] == "logs") EXPECT_NE(daemon.out.find("started"), std::string::npos) << daemon.out;
+    if (args[1] == "logs") {
+      EXPECT_NE(daemon.out.find("started"), std::string::npos) << daemon.out;
+    }
   }
   ASSERT_EQ(mh({"engine", "stop"}).exit_code, 0);
 }
