@@ -239,12 +239,14 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
       ->required();
   add->add_option("cmd", a->cmd, "Command (after --)");
   add->add_option("--entrypoint", a->entrypoint, "Entrypoint, replacing the image's")->expected(1);
-  add->add_option("--env,-e", a->env, "Environment variable KEY=VALUE (repeatable)");
-  add->add_option("--ports,-p", a->ports, "Port NAME=NUMBER[/tcp|udp], published on 127.0.0.1 (repeatable)");
-  add->add_option("--files", a->files, "Mount files artifact ARTIFACT:/path read-only (repeatable)");
+  add->add_option("--env,-e", a->env, "Environment variable KEY=VALUE (repeatable)")->allow_extra_args(false);
+  add->add_option("--ports,-p", a->ports, "Port NAME=NUMBER[/tcp|udp], published on 127.0.0.1 (repeatable)")
+      ->allow_extra_args(false);
+  add->add_option("--files", a->files, "Mount files artifact ARTIFACT:/path read-only (repeatable)")
+      ->allow_extra_args(false);
   add->add_option("--cpu", a->cpus, "CPU limit in cores, e.g. 0.5");
   add->add_option("--memory", a->memory, "Memory limit, e.g. 256m");
-  add->add_option("--label", a->labels, "Label KEY=VALUE (repeatable)");
+  add->add_option("--label", a->labels, "Label KEY=VALUE (repeatable)")->allow_extra_args(false);
   add->add_option("--wait", a->wait,
                   "Wait until ready: tcp:PORT, http:PORT/PATH or exec:COMMAND (PORT: name or number)");
   add->add_option("--wait-status", a->wait_status, "HTTP status that means ready")->capture_default_str();
