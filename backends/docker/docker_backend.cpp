@@ -353,13 +353,17 @@ Status DockerBackend::Impl::remove_container(const std::string& id) const {
 
 Status DockerBackend::Impl::remove_enclave_resources(const Enclave& e) const {
   const std::string ctx = "failed to remove enclave '" + e.info.name + "'";
-  MODHOST_ASSIGN_OR_RETURN(std::vector<json::value> containers, enclave_containers(e.info.id));
-  std::vector<std::string> ids;
-  for (const auto& c : containers) ids.push_back(docker::str_at(c, "Id"));
-  if (auto s = for_each_parallel(ids, [this](const std::string& id) { return remove_container(id); });
-      !s.ok()) {
-    return s.error().context(ctx);
-  }
+  auto remove_containers = [&]() -> Status {
+    MODHOST_ASSIGN_OR_RETURN(std::vector<json::value> containers, enclave_containers(e.info.id));
+    std::vector<std::string> ids;
+    for (const auto& c : containers) ids.push_back(docker::str_at(c, "Id"));
+    if (auto s = for_each_parallel(ids, [this](const std::string& id) { return remove_container(id); });
+        !s.ok()) {
+      return s.error().context(ctx);
+    }
+    return ok_status();
+  };
+  MODHOST_TRY(remove_containers());
   MODHOST_ASSIGN_OR_RETURN(
       json::value vols,
       api_json(Method::get, "/volumes?" + filters({std::string(kLabelEnclave) + "=" + e.info.id}), ctx));
@@ -372,8 +376,16 @@ Status DockerBackend::Impl::remove_enclave_resources(const Enclave& e) const {
         return docker::engine_error(r, ctx + ": cannot remove volume " + vname);
     }
   }
-  MODHOST_ASSIGN_OR_RETURN(HttpResponse r, api(Method::del, "/networks/" + url_encode(e.network_id)));
-  if (!is_2xx(r) && r.status != 404) return docker::engine_error(r, ctx, ErrorCode::failed_precondition);
+  // A container another process (or an engine finishing a request whose
+  // client went away) attached meanwhile keeps the network busy: remove what
+  // is there now and try again, a few times.
+  for (int attempt = 0;; ++attempt) {
+    MODHOST_ASSIGN_OR_RETURN(HttpResponse r, api(Method::del, "/networks/" + url_encode(e.network_id)));
+    if (is_2xx(r) || r.status == 404) break;
+    if (r.status != 403 || attempt == 4) return docker::engine_error(r, ctx, ErrorCode::failed_precondition);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 * (attempt + 1)));
+    MODHOST_TRY(remove_containers());
+  }
   log->info("removed enclave '{}' ({})", e.info.name, e.info.id);
   return ok_status();
 }
