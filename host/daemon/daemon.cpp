@@ -8,7 +8,6 @@
 #include <signal.h>
 #include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
-#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -96,7 +95,8 @@ class TokenCheck final : public grpc::AuthMetadataProcessor {
   std::string expected_;
 };
 
-// Holds the directory's lock for the life of the engine.
+// Holds the directory's lock for the life of the engine: a POSIX record
+// lock, so that others can ask who holds it (F_GETLK) without taking it.
 class DirLock {
  public:
   ~DirLock() {
@@ -107,8 +107,11 @@ class DirLock {
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd_ < 0)
       return Error(ErrorCode::unavailable, "cannot open " + path.string() + ": " + std::strerror(errno));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return true;
-    if (errno == EWOULDBLOCK) return false;
+    struct flock whole {};
+    whole.l_type = F_WRLCK;
+    whole.l_whence = SEEK_SET;
+    if (::fcntl(fd_, F_SETLK, &whole) == 0) return true;
+    if (errno == EACCES || errno == EAGAIN) return false;
     return Error(ErrorCode::unavailable, "cannot lock " + path.string() + ": " + std::strerror(errno));
   }
 
@@ -149,12 +152,13 @@ bool socket_answers(const fs::path& socket) {
 std::optional<long> running_pid(const Paths& paths) {
   int fd = ::open(paths.lock().c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
-  bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  struct flock probe {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  const bool asked = ::fcntl(fd, F_GETLK, &probe) == 0;
   ::close(fd);
-  if (!held) return std::nullopt;
-  long pid = 0;
-  std::ifstream(paths.pid()) >> pid;
-  return pid;
+  if (!asked || probe.l_type == F_UNLCK) return std::nullopt;
+  return static_cast<long>(probe.l_pid);
 }
 
 Status ensure_credentials(const Paths& paths) {
@@ -182,8 +186,7 @@ Status run(const RunOptions& options) {
   DirLock lock;
   MODHOST_ASSIGN_OR_RETURN(bool mine, lock.acquire(paths.lock()));
   if (!mine) {
-    long pid = 0;
-    std::ifstream(paths.pid()) >> pid;
+    const long pid = running_pid(paths).value_or(0);
     return Error(ErrorCode::already_exists, "an engine already runs (pid " + std::to_string(pid) + ") on " +
                                                 paths.address() + "; stop it with 'modhost engine stop'");
   }

@@ -2,7 +2,7 @@
 //
 // Everything lives in one private directory ($MODHOST_ENGINE_DIR, else
 // /run/modhost/engine, mode 0700):
-//   engine.sock  the engine API (0600)       engine.lock  held while it runs
+//   engine.sock  the engine API (0600)       engine.lock  locked (fcntl) while it runs
 //   engine.pid   its pid                     engine.log   its log
 //   token        bearer token for TCP (0600)  tls/        cert.pem, key.pem (0600)
 #pragma once
