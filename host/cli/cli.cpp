@@ -121,19 +121,7 @@ Result<std::unique_ptr<engine::EngineApi>> resolve_engine(const GlobalOptions& g
     host = paths.address();
   }
   if (!host.empty()) {
-    daemon::Endpoint endpoint{host, env_or(g.tls_ca, "MODHOST_TLS_CA"), ""};
-    if (host.rfind("tcp://", 0) == 0) {
-      if (const char* t = std::getenv("MODHOST_TOKEN"); t && *t && g.token_file.empty()) {
-        endpoint.token = t;
-      } else if (!g.token_file.empty()) {
-        std::ifstream in(g.token_file);
-        if (!in)
-          return Error(ErrorCode::invalid_argument, "cannot read the token file '" + g.token_file + "'");
-        std::getline(in, endpoint.token);
-      }
-    }
-    MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<daemon::RemoteEngine> remote,
-                             daemon::connect(endpoint, std::chrono::milliseconds(3000)));
+    MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<daemon::RemoteEngine> remote, connect_daemon(g, host));
     return std::unique_ptr<engine::EngineApi>(std::move(remote));
   }
   engine::EngineOptions o;
@@ -145,6 +133,21 @@ Result<std::unique_ptr<engine::EngineApi>> resolve_engine(const GlobalOptions& g
 }
 
 }  // namespace
+
+Result<std::unique_ptr<daemon::RemoteEngine>> connect_daemon(const GlobalOptions& g,
+                                                             const std::string& address) {
+  daemon::Endpoint endpoint{address, env_or(g.tls_ca, "MODHOST_TLS_CA"), ""};
+  if (address.rfind("tcp://", 0) == 0) {
+    if (const char* t = std::getenv("MODHOST_TOKEN"); t && *t && g.token_file.empty()) {
+      endpoint.token = t;
+    } else if (!g.token_file.empty()) {
+      std::ifstream in(g.token_file);
+      if (!in) return Error(ErrorCode::invalid_argument, "cannot read the token file '" + g.token_file + "'");
+      std::getline(in, endpoint.token);
+    }
+  }
+  return daemon::connect(endpoint, std::chrono::milliseconds(3000));
+}
 
 Result<engine::EngineApi*> get_api(const GlobalOptions& g) {
   static std::unique_ptr<engine::EngineApi> instance;

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/json/value.hpp>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,9 @@ class EngineApi;
 namespace modhost::backend {
 class Backend;
 }  // namespace modhost::backend
+namespace modhost::daemon {
+class RemoteEngine;
+}  // namespace modhost::daemon
 
 namespace modhost::cli {
 
@@ -69,6 +73,10 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text, bool all
 // The engine, resolved on first use: a daemon (-H, $MODHOST_HOST, or the
 // local one when it answers) or an engine in this process.
 Result<engine::EngineApi*> get_api(const GlobalOptions& g);
+// The engine daemon at ADDRESS, with the TLS certificate and token of the
+// global options (or $MODHOST_TLS_CA, $MODHOST_TOKEN) for tcp://.
+Result<std::unique_ptr<daemon::RemoteEngine>> connect_daemon(const GlobalOptions& g,
+                                                             const std::string& address);
 // The engine's backend, connected.
 Result<backend::Backend*> get_backend(const GlobalOptions& g);
 

@@ -26,11 +26,6 @@ std::string self_exe() {
   return ec ? std::string("modhost") : p.string();
 }
 
-std::string env_or_empty(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-
 boost::json::array json_strings(const std::vector<std::string>& v) {
   boost::json::array a;
   for (const auto& s : v) a.push_back(boost::json::string(s));
@@ -62,18 +57,15 @@ int run_start(const GlobalOptions& g, const std::vector<std::string>& listen) {
     o.extra_args.push_back(g.docker_host);
   }
   progress(g, "Starting the engine on " + o.paths.address() + "...");
-  auto pid = daemon::start(self_exe(), o);
-  if (!pid.ok()) return fail(g, pid.error());
-  auto remote = daemon::connect({o.paths.address(), "", ""}, std::chrono::milliseconds(3000));
-  std::vector<std::string> listening = {o.paths.address()};
-  if (remote.ok()) {
-    if (auto info = remote.value()->info(std::chrono::milliseconds(3000)); info.ok())
-      listening = info->listen;
-  }
+  auto started = daemon::start(self_exe(), o);
+  if (!started.ok()) return fail(g, started.error());
+  const long pid = started->pid;
+  const std::vector<std::string> listening =
+      started->listen.empty() ? std::vector<std::string>{o.paths.address()} : started->listen;
   if (g.json()) {
-    print_json(boost::json::object{{"pid", pid.value()}, {"listen", json_strings(listening)}});
+    print_json(boost::json::object{{"pid", pid}, {"listen", json_strings(listening)}});
   } else {
-    std::printf("Engine started (pid %ld) on %s\n", pid.value(), listening.front().c_str());
+    std::printf("Engine started (pid %ld) on %s\n", pid, listening.front().c_str());
     for (std::size_t i = 1; i < listening.size(); ++i) {
       std::printf("Also on %s (TLS; certificate %s, token %s)\n", listening[i].c_str(),
                   o.paths.cert().c_str(), o.paths.token().c_str());
@@ -106,14 +98,7 @@ int run_status(const GlobalOptions& g) {
                                                      "; start it with 'modhost engine start'"));
   }
   // The daemon itself, whatever the CLI would use otherwise.
-  daemon::Endpoint endpoint{address, g.tls_ca.empty() ? env_or_empty("MODHOST_TLS_CA") : g.tls_ca, ""};
-  if (!g.token_file.empty()) {
-    std::ifstream in(g.token_file);
-    std::getline(in, endpoint.token);
-  } else {
-    endpoint.token = env_or_empty("MODHOST_TOKEN");
-  }
-  auto remote = daemon::connect(endpoint, std::chrono::milliseconds(3000));
+  auto remote = connect_daemon(g, address);
   if (!remote.ok()) return fail(g, remote.error());
   auto info = remote.value()->info(std::chrono::milliseconds(3000));
   if (!info.ok()) return fail(g, info.error());

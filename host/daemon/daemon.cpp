@@ -270,7 +270,7 @@ Status run(const RunOptions& options) {
   return ok_status();
 }
 
-Result<long> start(const std::string& self_exe, const StartOptions& options) {
+Result<RemoteInfo> start(const std::string& self_exe, const StartOptions& options) {
   const Paths& paths = options.paths;
   if (auto pid = running_pid(paths)) {
     return Error(ErrorCode::already_exists, "an engine already runs (pid " + std::to_string(*pid) + ") on " +
@@ -329,7 +329,7 @@ Result<long> start(const std::string& self_exe, const StartOptions& options) {
       auto info = remote.ok() ? remote.value()->info(std::chrono::milliseconds(2000))
                               : Result<RemoteInfo>(remote.error());
       // Ours, or one another start made at the same moment (ours then exits).
-      if (info.ok() && info->pid == pid) return static_cast<long>(pid);
+      if (info.ok() && info->pid == pid) return std::move(info).value();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/client.hpp"
 #include "engine/engine.hpp"
 #include "modhost/result.hpp"
 
@@ -64,8 +65,9 @@ struct StartOptions {
 };
 
 // Starts `modhost engine run` in the background and waits until it answers;
-// returns its pid. A failure carries the last lines of its log.
-Result<long> start(const std::string& self_exe, const StartOptions& options);
+// returns what it says of itself (pid, addresses). A failure carries the
+// last line of its log.
+Result<RemoteInfo> start(const std::string& self_exe, const StartOptions& options);
 
 // SIGTERM, then SIGKILL after `grace`; returns the pid stopped.
 Result<long> stop(const Paths& paths, std::chrono::milliseconds grace);

@@ -132,8 +132,7 @@ class BackendEnclaveContext final : public EnclaveContext {
           start_container_module(backend_, enclave_id_, ref.value, load_params, inner, {}));
       return module->execute(inner, execute_params, std::nullopt);
     }
-    static const ModuleRegistry kNone;
-    ModuleManager manager(builtins_ != nullptr ? *builtins_ : kNone);
+    ModuleManager manager(registry_or_none(builtins_));
     MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<ModuleInstance> module, manager.load(ref, load_params, {}));
     BackendEnclaveContext inner(backend_, network_, builtins_, enclave_id_, module->metadata().name);
     return module->execute(inner, execute_params, std::nullopt);

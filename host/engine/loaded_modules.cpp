@@ -92,8 +92,7 @@ Result<LoadedModule> Engine::load_module(const ModuleRunRequest& r) {
       return Error(ErrorCode::failed_precondition,
                    "--isolate cannot be combined with an enclave: an isolated module has no enclave API yet");
     }
-    static const ModuleRegistry kNone;
-    ModuleManager manager(options_.builtins != nullptr ? *options_.builtins : kNone);
+    ModuleManager manager(registry_or_none(options_.builtins));
     LoadOptions options;
     options.log_level = r.log_level == "warn" ? "info" : r.log_level;
     MODHOST_ASSIGN_OR_RETURN(entry->instance, manager.load(ref, r.load_params, options));

@@ -11,6 +11,11 @@
 
 namespace modhost::engine {
 
+const ModuleRegistry& registry_or_none(const ModuleRegistry* registry) {
+  static const ModuleRegistry kNone;
+  return registry != nullptr ? *registry : kNone;
+}
+
 namespace fs = std::filesystem;
 
 Status ModuleRegistry::add(const ModuleDescriptor& descriptor) {

@@ -23,6 +23,9 @@ class ModuleRegistry {
   std::vector<const ModuleDescriptor*> descriptors_;
 };
 
+// REGISTRY, or an empty one when there is none.
+const ModuleRegistry& registry_or_none(const ModuleRegistry* registry);
+
 struct ModuleReference {
   enum class Kind { builtin, plugin, image };
   Kind kind = Kind::builtin;

@@ -163,8 +163,7 @@ ModuleRunOutcome Engine::run_module(const ModuleRunRequest& r, const ModuleRunOb
   options.log_level = r.log_level == "warn" ? "info" : r.log_level;
 
   say(observer, "Loading module " + ref->display() + (r.isolate ? " in an isolated runner" : "") + "...");
-  static const ModuleRegistry kNone;
-  ModuleManager manager(options_.builtins != nullptr ? *options_.builtins : kNone);
+  ModuleManager manager(registry_or_none(options_.builtins));
   auto module = manager.load(ref.value(), r.load_params, options);
   if (!module.ok()) {
     out.result = module.error();
