@@ -149,8 +149,17 @@ Result<std::unique_ptr<daemon::RemoteEngine>> connect_daemon(const GlobalOptions
   return daemon::connect(endpoint, std::chrono::milliseconds(3000));
 }
 
-Result<engine::EngineApi*> get_api(const GlobalOptions& g) {
+namespace {
+std::unique_ptr<engine::EngineApi>& api_instance() {
   static std::unique_ptr<engine::EngineApi> instance;
+  return instance;
+}
+}  // namespace
+
+void release_api() { api_instance().reset(); }
+
+Result<engine::EngineApi*> get_api(const GlobalOptions& g) {
+  std::unique_ptr<engine::EngineApi>& instance = api_instance();
   if (!instance) {
     MODHOST_ASSIGN_OR_RETURN(instance, resolve_engine(g));
   }

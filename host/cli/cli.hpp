@@ -73,6 +73,9 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text, bool all
 // The engine, resolved on first use: a daemon (-H, $MODHOST_HOST, or the
 // local one when it answers) or an engine in this process.
 Result<engine::EngineApi*> get_api(const GlobalOptions& g);
+// Closes the engine (a daemon's channel, an engine's backend) while the
+// process is whole, before static destruction.
+void release_api();
 // The engine daemon at ADDRESS, with the TLS certificate and token of the
 // global options (or $MODHOST_TLS_CA, $MODHOST_TOKEN) for tcp://.
 Result<std::unique_ptr<daemon::RemoteEngine>> connect_daemon(const GlobalOptions& g,

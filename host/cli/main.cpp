@@ -58,5 +58,6 @@ int main(int argc, char** argv) {
     int code = app.exit(e);
     return code == 0 ? 0 : cli::kExitUsage;
   }
+  cli::release_api();
   return cli::g_exit_code;
 }
