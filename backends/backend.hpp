@@ -84,6 +84,9 @@ class Backend {
   virtual ~Backend() = default;
 
   virtual std::string_view name() const = 0;  // "docker", "native"
+  // True when services run on this host, so the host can connect to their
+  // addresses in the enclave subnet directly (no published port needed).
+  virtual bool services_on_this_host() const { return false; }
 
   // --- Enclaves ---
   virtual Result<EnclaveInfo> create_enclave(std::string_view name) = 0;

@@ -1288,6 +1288,11 @@ Status DockerBackend::copy_to_service(std::string_view enclave_id, std::string_v
   return ok_status();
 }
 
+// An engine reached over its unix socket runs its containers on this host.
+bool DockerBackend::services_on_this_host() const {
+  return impl_->client.address().kind == docker::EngineAddress::Kind::unix_socket;
+}
+
 Result<std::optional<int>> DockerBackend::network_namespace_pid(std::string_view enclave_id,
                                                                 std::string_view name) {
   MODHOST_ASSIGN_OR_RETURN(ServiceRef s, impl_->resolve_service(enclave_id, name));

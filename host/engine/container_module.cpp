@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "backends/net.hpp"
 #include "engine/enclave_api_server.hpp"
 #include "engine/logging.hpp"
 #include "executable_module_service.grpc.pb.h"
@@ -187,7 +188,17 @@ Result<std::unique_ptr<ModuleInstance>> start_container_module(
   config.env["MODHOST_ENCLAVE_ID"] = enclave_id;
   config.env["MODHOST_ENCLAVE_API"] = api_socket;
   config.env["MODHOST_LOG_LEVEL"] = options.api_log_level;
-  config.ports.push_back(PortSpec{"grpc", static_cast<std::uint16_t>(options.listen_port), "tcp"});
+  // On this host the engine connects to the module's address in the
+  // enclave subnet; otherwise through a port published on loopback (which
+  // costs Docker a proxy process to start and stop).
+  const bool direct = backend.services_on_this_host();
+  std::string subnet;
+  if (direct) {
+    MODHOST_ASSIGN_OR_RETURN(backend::EnclaveInfo enclave, backend.find_enclave(enclave_id));
+    subnet = enclave.subnet;
+  } else {
+    config.ports.push_back(PortSpec{"grpc", static_cast<std::uint16_t>(options.listen_port), "tcp"});
+  }
   config.kind = kModuleKind;
   config.labels["module-image"] = image;
   config.binds.push_back(BindMount{api->directory(), kEnclaveApiMountDir, true});
@@ -203,44 +214,64 @@ Result<std::unique_ptr<ModuleInstance>> start_container_module(
   auto module = std::make_unique<ContainerModule>(backend, enclave_id, config.name, std::move(api), meta);
   module->follow_output(options.on_output);
 
-  MODHOST_ASSIGN_OR_RETURN(std::string target, loopback_target(info, options.listen_port));
-  // The module listens a few milliseconds after its container starts: retry
-  // the connection every few milliseconds, not after gRPC's default 1 s backoff.
+  std::string target;
+  if (direct) {
+    if (!backend::ip_in_subnet(info.ip, subnet)) {
+      return Error(ErrorCode::internal, "module container address '" + info.ip +
+                                            "' is not in the enclave subnet " + subnet +
+                                            "; refusing to connect");
+    }
+    target = info.ip + ":" + std::to_string(options.listen_port);
+  } else {
+    MODHOST_ASSIGN_OR_RETURN(target, loopback_target(info, options.listen_port));
+  }
+  // The module listens a few milliseconds after its container starts; until
+  // it does, connections are refused (or, through a published port, accepted
+  // by Docker's proxy and dropped). gRPC then backs off (100 ms at least,
+  // whatever the channel arguments say), so the loop resets the backoff.
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 10);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 10);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
   auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   auto stub = module_api::ExecutableModuleService::NewStub(channel);
-  // Poll IsAvailable until the deadline; a container that exits meanwhile fails at once.
+  // Ask IsAvailable, each time waiting up to 15 ms for the channel to
+  // connect (the call goes out the moment it does); every 100 ms, a
+  // container that exited fails the start at once.
+  auto next_look = Clock::now() + std::chrono::milliseconds(100);
   while (true) {
-    if (Clock::now() >= deadline) {
+    const auto now = Clock::now();
+    if (now >= deadline) {
       return Error(ErrorCode::timeout, "module image '" + image + "' did not become available within " +
                                            std::to_string(options.start_timeout.count()) + " ms");
     }
     grpc::ClientContext ctx;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    ctx.set_deadline(std::chrono::system_clock::now() + std::min(left, std::chrono::milliseconds(500)));
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::min<Clock::duration>(deadline - now, std::chrono::milliseconds(15)));
     google::protobuf::Empty req, resp;
     if (stub->IsAvailable(&ctx, req, &resp).ok()) break;
-    auto now_info = backend.inspect_service(enclave_id, config.name);
-    if (now_info.ok() && now_info->status != ServiceStatus::running) {
-      std::string logs;
-      (void)backend.logs(enclave_id, config.name, false, [&](std::string_view c) {
-        logs.append(c);
-        return true;
-      });
-      logs = one_line(logs);
-      return Error(ErrorCode::failed_precondition, "module image '" + image +
-                                                       "' exited before it became available (code " +
-                                                       std::to_string(now_info->exit_code.value_or(-1)) +
-                                                       "); its output: " + (logs.empty() ? "(none)" : logs));
+    grpc::experimental::ChannelResetConnectionBackoff(channel.get());
+    if (Clock::now() >= next_look) {
+      next_look = Clock::now() + std::chrono::milliseconds(100);
+      auto now_info = backend.inspect_service(enclave_id, config.name);
+      if (now_info.ok() && now_info->status != ServiceStatus::running) {
+        std::string logs;
+        (void)backend.logs(enclave_id, config.name, false, [&](std::string_view c) {
+          logs.append(c);
+          return true;
+        });
+        logs = one_line(logs);
+        return Error(ErrorCode::failed_precondition,
+                     "module image '" + image + "' exited before it became available (code " +
+                         std::to_string(now_info->exit_code.value_or(-1)) +
+                         "); its output: " + (logs.empty() ? "(none)" : logs));
+      }
     }
-    if (Clock::now() >= deadline) {
-      return Error(ErrorCode::timeout, "module image '" + image + "' did not become available within " +
-                                           std::to_string(options.start_timeout.count()) + " ms");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // A call that failed without waiting (the module answered with an
+    // error): do not spin.
+    if (Clock::now() - now < std::chrono::milliseconds(5))
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   module->attach(channel);
   return std::unique_ptr<ModuleInstance>(std::move(module));

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "backends/image/image.hpp"
+#include "backends/net.hpp"
 #include "engine/logging.hpp"
 #include "engine/module_manager.hpp"
 #include "engine/netns.hpp"
@@ -73,22 +74,7 @@ bool is_shaper(int pid) {
 
 // An address inside the enclave subnet, or false: never shape by an address
 // that could match anything outside the enclave.
-bool in_subnet(const std::string& ip, const std::string& cidr) {
-  auto slash = cidr.find('/');
-  if (slash == std::string::npos || ip.empty()) return false;
-  in_addr a{}, net{};
-  if (::inet_pton(AF_INET, ip.c_str(), &a) != 1) return false;
-  if (::inet_pton(AF_INET, cidr.substr(0, slash).c_str(), &net) != 1) return false;
-  int bits = 0;
-  try {
-    bits = std::stoi(cidr.substr(slash + 1));
-  } catch (const std::exception&) {
-    return false;
-  }
-  if (bits < 8 || bits > 32) return false;
-  const std::uint32_t mask = bits == 32 ? 0xffffffffu : ~(0xffffffffu >> bits);
-  return (ntohl(a.s_addr) & mask) == (ntohl(net.s_addr) & mask);
-}
+bool in_subnet(const std::string& ip, const std::string& cidr) { return backend::ip_in_subnet(ip, cidr); }
 
 // A running service and how its namespace is entered: from this host by the
 // pid of one of its processes, or through a helper container that shares it.
