@@ -21,8 +21,8 @@ int main(int argc, char** argv) {
                  "Log level: trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error"}))
       ->capture_default_str();
-  app.add_option("--backend", g.backend, "Container backend: auto (Docker when it answers) or docker")
-      ->check(CLI::IsMember({"auto", "docker"}))
+  app.add_option("--backend", g.backend, "Container backend: auto (Docker when it answers, else native as root), docker or native")
+      ->check(CLI::IsMember({"auto", "docker", "native"}))
       ->capture_default_str();
   app.add_option(
       "--docker-host", g.docker_host,

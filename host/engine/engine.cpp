@@ -1,11 +1,13 @@
 #include "engine/engine.hpp"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cstdlib>
 
 #include "backends/docker/docker_backend.hpp"
 #include "backends/image/image.hpp"
+#include "backends/native/native_backend.hpp"
 #include "engine/container_module.hpp"
 #include "engine/logging.hpp"
 #include "engine/module_manager.hpp"
@@ -157,9 +159,9 @@ class BackendEnclaveContext final : public EnclaveContext {
 // (constructor and destructor in loaded_modules.cpp, where Loaded is complete)
 
 Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
-  if (options.backend != "auto" && options.backend != "docker") {
+  if (options.backend != "auto" && options.backend != "docker" && options.backend != "native") {
     return Error(ErrorCode::invalid_argument,
-                 "unknown backend '" + options.backend + "': use auto or docker");
+                 "unknown backend '" + options.backend + "': use auto, docker or native");
   }
   return std::unique_ptr<Engine>(new Engine(options));
 }
@@ -167,18 +169,37 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& options) {
 Result<backend::Backend*> Engine::backend() {
   std::lock_guard lock(mutex_);
   if (backend_) return backend_.get();
+  std::string scope = options_.scope;
+  if (const char* env = std::getenv("MODHOST_SCOPE"); scope.empty() && env && *env) scope = env;
+  if (options_.backend == "native") {
+    backend::NativeOptions native;
+    native.scope = scope;
+    MODHOST_ASSIGN_OR_RETURN(backend_, backend::NativeBackend::create(native));
+    logger("engine")->debug("using the native backend");
+    return backend_.get();
+  }
   backend::DockerOptions docker;
   docker.host = options_.docker_host;
   // Confines this engine to resources labelled with the scope: test suites
   // sharing one Docker engine stay out of each other's way.
-  docker.scope = options_.scope;
-  if (const char* scope = std::getenv("MODHOST_SCOPE"); docker.scope.empty() && scope && *scope)
-    docker.scope = scope;
+  docker.scope = scope;
   MODHOST_ASSIGN_OR_RETURN(std::unique_ptr<backend::DockerBackend> d, backend::DockerBackend::create(docker));
   Status ping = d->ping();
   if (!ping.ok()) {
-    // The only backend there is today; say how to get it.
-    return Error(ErrorCode::unavailable, "no container backend is available: " + ping.error().message());
+    if (options_.backend == "auto" && options_.docker_host.empty() && ::geteuid() == 0) {
+      // No Docker, but root: the native backend needs no engine.
+      backend::NativeOptions native;
+      native.scope = scope;
+      if (auto n = backend::NativeBackend::create(native); n.ok()) {
+        logger("engine")->debug("no Docker engine answers; using the native backend");
+        backend_ = std::move(n).value();
+        return backend_.get();
+      }
+    }
+    return Error(
+        ErrorCode::unavailable,
+        "no container backend is available: " + ping.error().message() +
+            (options_.backend == "auto" ? "; or, as root, use --backend native (no engine needed)" : ""));
   }
   logger("engine")->debug("using the Docker backend at {}", d->host());
   backend_ = std::move(d);

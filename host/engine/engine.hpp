@@ -17,7 +17,7 @@ class NetworkControl;
 class ModuleRegistry;
 
 struct EngineOptions {
-  // "auto" (Docker when its socket answers), or "docker".
+  // "auto" (Docker when its socket answers, else native when root), "docker" or "native".
   std::string backend = "auto";
   // Docker engine address; empty: $DOCKER_HOST, else unix:///var/run/docker.sock.
   std::string docker_host;

@@ -1,0 +1,200 @@
+#include "backends/native/cgroups.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace modhost::backend::native {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Status write_text(const std::string& path, const std::string& value) {
+  std::ofstream out(path);
+  out << value;
+  out.flush();
+  if (!out) return Error(ErrorCode::internal, "cannot write '" + value + "' to " + path);
+  return ok_status();
+}
+
+Status make_dir(const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) return Error(ErrorCode::internal, "cannot make cgroup " + path + ": " + ec.message());
+  return ok_status();
+}
+
+}  // namespace
+
+Result<Cgroups> Cgroups::detect() {
+  Cgroups c;
+  if (fs::exists("/sys/fs/cgroup/cgroup.controllers")) {
+    c.v2_ = true;
+    c.unified = "/sys/fs/cgroup";
+    const std::string controllers = read_text("/sys/fs/cgroup/cgroup.controllers");
+    for (const char* need : {"memory", "pids", "cpu"}) {
+      if (controllers.find(need) == std::string::npos) {
+        return Error(ErrorCode::failed_precondition,
+                     std::string("the cgroup v2 controller '") + need + "' is not available");
+      }
+    }
+    return c;
+  }
+  // v1: one mount per controller, found in mountinfo.
+  std::ifstream mi("/proc/self/mountinfo");
+  for (std::string line; std::getline(mi, line);) {
+    const auto dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream after(line.substr(dash + 3));
+    std::string type, source, options;
+    after >> type >> source >> options;
+    if (type != "cgroup") continue;
+    std::istringstream before(line.substr(0, dash));
+    std::string id, parent, dev, root, mount;
+    before >> id >> parent >> dev >> root >> mount;
+    std::stringstream opts(options);
+    for (std::string o; std::getline(opts, o, ',');) {
+      if (o == "memory") c.memory = mount;
+      if (o == "pids") c.pids_root = mount;
+      if (o == "cpu") c.cpu = mount;
+      if (o == "freezer") c.freezer = mount;
+    }
+  }
+  if (c.memory.empty() || c.pids_root.empty() || c.cpu.empty() || c.freezer.empty()) {
+    return Error(
+        ErrorCode::failed_precondition,
+        "cgroups: neither a cgroup v2 hierarchy nor v1 hierarchies with memory, pids, cpu and freezer "
+        "are mounted");
+  }
+  return c;
+}
+
+std::vector<std::string> Cgroups::dirs(const std::string& relative) const {
+  if (v2_) return {unified + "/" + relative};
+  std::vector<std::string> out;
+  for (const std::string* root : {&memory, &pids_root, &cpu, &freezer}) {
+    std::string d = *root + "/" + relative;
+    if (std::find(out.begin(), out.end(), d) == out.end()) out.push_back(std::move(d));
+  }
+  return out;
+}
+
+Status Cgroups::create(const std::string& relative, const CgroupLimits& limits) const {
+  if (v2_) {
+    // Controllers are enabled for the children of every level on the way.
+    std::string path = unified;
+    const auto parts = fs::path(relative);
+    for (const auto& part : parts) {
+      (void)write_text(path + "/cgroup.subtree_control", "+memory +pids +cpu");
+      path += "/" + part.string();
+      MODHOST_TRY(make_dir(path));
+    }
+    if (limits.memory_bytes > 0) {
+      MODHOST_TRY(write_text(path + "/memory.max", std::to_string(limits.memory_bytes)));
+      (void)write_text(path + "/memory.swap.max", "0");
+    }
+    if (limits.pids > 0) MODHOST_TRY(write_text(path + "/pids.max", std::to_string(limits.pids)));
+    if (limits.cpus > 0) {
+      const long period = 100000;
+      MODHOST_TRY(write_text(path + "/cpu.max", std::to_string(static_cast<long>(limits.cpus * period)) +
+                                                    " " + std::to_string(period)));
+    }
+    return ok_status();
+  }
+  for (const auto& d : dirs(relative)) MODHOST_TRY(make_dir(d));
+  if (limits.memory_bytes > 0) {
+    const std::string m = memory + "/" + relative;
+    MODHOST_TRY(write_text(m + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes)));
+    // Swap counts against the limit too (where swap accounting exists).
+    (void)write_text(m + "/memory.memsw.limit_in_bytes", std::to_string(limits.memory_bytes));
+    (void)write_text(m + "/memory.swappiness", "0");
+  }
+  if (limits.pids > 0)
+    MODHOST_TRY(write_text(pids_root + "/" + relative + "/pids.max", std::to_string(limits.pids)));
+  if (limits.cpus > 0) {
+    const long period = 100000;
+    MODHOST_TRY(write_text(cpu + "/" + relative + "/cpu.cfs_period_us", std::to_string(period)));
+    MODHOST_TRY(write_text(cpu + "/" + relative + "/cpu.cfs_quota_us",
+                           std::to_string(static_cast<long>(limits.cpus * period))));
+  }
+  return ok_status();
+}
+
+Status Cgroups::remove(const std::string& relative) const {
+  for (const auto& d : dirs(relative)) {
+    // The kernel may take a moment to let go of exited processes.
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      if (::rmdir(d.c_str()) == 0 || errno == ENOENT) break;
+      if (errno != EBUSY || attempt == 49) {
+        return Error(ErrorCode::internal, "cannot remove cgroup " + d + ": " + std::strerror(errno));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  return ok_status();
+}
+
+std::vector<int> Cgroups::pids(const std::string& relative) const {
+  std::vector<int> out;
+  for (const auto& d : dirs(relative)) {
+    std::ifstream in(d + "/cgroup.procs");
+    for (int pid = 0; in >> pid;) {
+      if (std::find(out.begin(), out.end(), pid) == out.end()) out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+Status Cgroups::freeze(const std::string& relative, bool frozen_state) const {
+  if (v2_) return write_text(unified + "/" + relative + "/cgroup.freeze", frozen_state ? "1" : "0");
+  const std::string state = freezer + "/" + relative + "/freezer.state";
+  MODHOST_TRY(write_text(state, frozen_state ? "FROZEN" : "THAWED"));
+  // FREEZING until every task stopped.
+  for (int i = 0; i < 200 && frozen_state; ++i) {
+    if (read_text(state).rfind("FROZEN", 0) == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return ok_status();
+}
+
+bool Cgroups::frozen(const std::string& relative) const {
+  if (v2_) {
+    const std::string events = read_text(unified + "/" + relative + "/cgroup.events");
+    return events.find("frozen 1") != std::string::npos;
+  }
+  const std::string s = read_text(freezer + "/" + relative + "/freezer.state");
+  return s.rfind("FROZEN", 0) == 0 || s.rfind("FREEZING", 0) == 0;
+}
+
+std::string Cgroups::oom_file(const std::string& relative) const {
+  return v2_ ? unified + "/" + relative + "/memory.events" : memory + "/" + relative + "/memory.oom_control";
+}
+
+std::vector<std::string> Cgroups::children(const std::string& relative) const {
+  std::vector<std::string> out;
+  for (const auto& d : dirs(relative)) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(d, ec)) {
+      if (!e.is_directory()) continue;
+      std::string rel = relative + "/" + e.path().filename().string();
+      if (std::find(out.begin(), out.end(), rel) == out.end()) out.push_back(std::move(rel));
+    }
+  }
+  return out;
+}
+
+}  // namespace modhost::backend::native

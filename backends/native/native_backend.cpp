@@ -1,0 +1,1570 @@
+#include "backends/native/native_backend.hpp"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "backends/config_json.hpp"
+#include "backends/native/cgroups.hpp"
+#include "backends/native/image_store.hpp"
+#include "backends/native/netlink.hpp"
+#include "backends/native/records.hpp"
+#include "backends/net.hpp"
+
+namespace modhost::backend {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using native::Cgroups;
+using native::ImageStore;
+using native::Records;
+
+// --- Small helpers ------------------------------------------------------------
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Status write_file_atomic(const std::string& path, std::string_view data) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+    out.flush();
+    if (!out) return Error(ErrorCode::internal, "cannot write " + tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Error(ErrorCode::internal, "cannot replace " + path + ": " + std::strerror(errno));
+  }
+  return ok_status();
+}
+
+std::string random_hex(std::size_t n) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string s;
+  for (std::size_t i = 0; i < n; ++i) s += "0123456789abcdef"[rng() % 16];
+  return s;
+}
+
+std::string now_rfc3339() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool valid_name(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  auto lower_alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!lower_alnum(s.front())) return false;
+  for (char c : s) {
+    if (!lower_alnum(c) && c != '-' && c != '_' && c != '.' && !(c >= 'A' && c <= 'Z')) return false;
+  }
+  return true;
+}
+
+// A process's start time (field 22 of /proc/PID/stat): tells a live process
+// from a later one that got the same pid.
+std::string process_start(int pid) {
+  const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return {};
+  std::istringstream in(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && in >> field; ++i) {
+    if (i == 22) return field;
+  }
+  return {};
+}
+
+bool alive(int pid, const std::string& start) {
+  return pid > 0 && ::kill(pid, 0) == 0 && process_start(pid) == start;
+}
+
+json::value parse_json_file(const std::string& path) {
+  boost::system::error_code ec;
+  json::value v = json::parse(read_file(path), ec);
+  return ec ? json::value() : v;
+}
+
+std::string str(const json::value& v, std::string_view key) {
+  if (const auto* o = v.if_object()) {
+    if (const auto* m = o->if_contains(key); m && m->is_string()) return std::string(m->get_string());
+  }
+  return {};
+}
+
+std::int64_t num(const json::value& v, std::string_view key, std::int64_t fallback = 0) {
+  if (const auto* o = v.if_object()) {
+    if (const auto* m = o->if_contains(key); m && m->is_number()) return m->to_number<std::int64_t>();
+  }
+  return fallback;
+}
+
+// Capabilities by name, for ServiceConfig::cap_add.
+int capability(std::string name) {
+  static const char* const kNames[] = {"CHOWN",
+                                       "DAC_OVERRIDE",
+                                       "DAC_READ_SEARCH",
+                                       "FOWNER",
+                                       "FSETID",
+                                       "KILL",
+                                       "SETGID",
+                                       "SETUID",
+                                       "SETPCAP",
+                                       "LINUX_IMMUTABLE",
+                                       "NET_BIND_SERVICE",
+                                       "NET_BROADCAST",
+                                       "NET_ADMIN",
+                                       "NET_RAW",
+                                       "IPC_LOCK",
+                                       "IPC_OWNER",
+                                       "SYS_MODULE",
+                                       "SYS_RAWIO",
+                                       "SYS_CHROOT",
+                                       "SYS_PTRACE",
+                                       "SYS_PACCT",
+                                       "SYS_ADMIN",
+                                       "SYS_BOOT",
+                                       "SYS_NICE",
+                                       "SYS_RESOURCE",
+                                       "SYS_TIME",
+                                       "SYS_TTY_CONFIG",
+                                       "MKNOD",
+                                       "LEASE",
+                                       "AUDIT_WRITE",
+                                       "AUDIT_CONTROL",
+                                       "SETFCAP",
+                                       "MAC_OVERRIDE",
+                                       "MAC_ADMIN",
+                                       "SYSLOG",
+                                       "WAKE_ALARM",
+                                       "BLOCK_SUSPEND",
+                                       "AUDIT_READ",
+                                       "PERFMON",
+                                       "BPF",
+                                       "CHECKPOINT_RESTORE"};
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
+  if (name.rfind("CAP_", 0) == 0) name = name.substr(4);
+  for (int i = 0; i < static_cast<int>(std::size(kNames)); ++i) {
+    if (name == kNames[i]) return i;
+  }
+  return -1;
+}
+
+// What a container keeps by default: Docker's set.
+const std::vector<int> kDefaultCaps = {
+    CAP_CHOWN,   CAP_DAC_OVERRIDE,     CAP_FOWNER,  CAP_FSETID,     CAP_KILL,  CAP_SETGID,      CAP_SETUID,
+    CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_CHROOT, CAP_MKNOD, CAP_AUDIT_WRITE, CAP_SETFCAP};
+
+// Opens PATH inside ROOT with every symlink resolved inside ROOT.
+int open_in_root(const std::string& root, const std::string& path) {
+  const int dir = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  open_how how{};
+  how.flags = O_RDONLY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT;
+  const int fd = static_cast<int>(::syscall(SYS_openat2, dir, path.c_str(), &how, sizeof how));
+  ::close(dir);
+  return fd;
+}
+
+std::string read_in_root(const std::string& root, const std::string& path) {
+  const int fd = open_in_root(root, path);
+  if (fd < 0) return {};
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+// "user", "uid", "user:group", "uid:gid" resolved against the image's
+// /etc/passwd and /etc/group.
+Result<std::pair<unsigned, unsigned>> resolve_user(const std::string& rootfs, const std::string& user) {
+  if (user.empty()) return std::pair<unsigned, unsigned>{0, 0};
+  const auto colon = user.find(':');
+  const std::string u = user.substr(0, colon);
+  const std::string g = colon == std::string::npos ? std::string() : user.substr(colon + 1);
+  auto numeric = [](const std::string& s) {
+    return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+  };
+  auto lookup = [&](const std::string& file, const std::string& name, int field) -> std::optional<unsigned> {
+    std::istringstream in(read_in_root(rootfs, file));
+    for (std::string line; std::getline(in, line);) {
+      std::vector<std::string> parts;
+      std::stringstream ls(line);
+      for (std::string p; std::getline(ls, p, ':');) parts.push_back(p);
+      if (parts.size() > static_cast<std::size_t>(field) && parts[0] == name &&
+          numeric(parts[static_cast<std::size_t>(field)]))
+        return static_cast<unsigned>(std::stoul(parts[static_cast<std::size_t>(field)]));
+    }
+    return std::nullopt;
+  };
+  unsigned uid = 0, gid = 0;
+  if (numeric(u)) {
+    uid = static_cast<unsigned>(std::stoul(u));
+  } else {
+    auto found = lookup("/etc/passwd", u, 2);
+    if (!found)
+      return Error(ErrorCode::invalid_argument, "user '" + u + "' is not in the image's /etc/passwd");
+    uid = *found;
+    gid = lookup("/etc/passwd", u, 3).value_or(0);
+  }
+  if (!g.empty()) {
+    if (numeric(g)) {
+      gid = static_cast<unsigned>(std::stoul(g));
+    } else {
+      auto found = lookup("/etc/group", g, 2);
+      if (!found)
+        return Error(ErrorCode::invalid_argument, "group '" + g + "' is not in the image's /etc/group");
+      gid = *found;
+    }
+  }
+  return std::pair<unsigned, unsigned>{uid, gid};
+}
+
+// A tail of a log file as one line: the error of a service that exited at once.
+std::string last_words(const std::string& log_path) {
+  std::string out = read_file(log_path);
+  if (out.size() > 2000) out = out.substr(out.size() - 2000);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  if (out.empty()) return "(no output)";
+  for (std::size_t p = out.find('\n'); p != std::string::npos; p = out.find('\n', p))
+    out.replace(p, 1, " | ");
+  return out;
+}
+
+// Runs a program (no shell) and returns its exit code, its output in `out`.
+int run_program(const std::vector<std::string>& argv, std::string* out = nullptr) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  char path_env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+  char* envp[] = {path_env, nullptr};
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(pipe_fds[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buf, sizeof buf)) != 0;) {
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(pipe_fds[0]);
+  if (out) *out = text;
+  if (rc != 0) return -1;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// With br_netfilter loaded (Docker loads it), bridged packets pass the
+// host's FORWARD chain, whose policy Docker sets to DROP: an enclave's own
+// traffic, bridge to same bridge, needs a rule of its own there.
+bool bridge_netfilter() {
+  return read_file("/proc/sys/net/bridge/bridge-nf-call-iptables").rfind('1', 0) == 0;
+}
+
+std::vector<std::string> forward_rule(const std::string& op, const std::string& bridge,
+                                      const std::string& label) {
+  return {"iptables", "-w", op,        "FORWARD",   "-i",  bridge, "-o",
+          bridge,     "-m", "comment", "--comment", label, "-j",   "ACCEPT"};
+}
+
+// An exclusive lock on a file (between processes) and a mutex (between
+// threads: record locks belong to the process).
+class DirLock {
+ public:
+  DirLock(std::mutex& m, const std::string& path) : guard_(m) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ >= 0) {
+      struct flock fl {};
+      fl.l_type = F_WRLCK;
+      fl.l_whence = SEEK_SET;
+      while (::fcntl(fd_, F_SETLKW, &fl) != 0 && errno == EINTR) {
+      }
+    }
+  }
+  ~DirLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the record lock
+  }
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+
+ private:
+  std::lock_guard<std::mutex> guard_;
+  int fd_ = -1;
+};
+
+}  // namespace
+
+// --- State --------------------------------------------------------------------
+
+struct NativeBackend::Impl {
+  NativeOptions options;
+  std::string runtime;  // the runtime dir (all scopes)
+  std::string root;     // this scope's dir
+  std::string spawn_binary, init_binary;
+  Cgroups cgroups;
+  std::mutex mutex;         // this process's mutations
+  std::mutex global_mutex;  // subnet allocation (all scopes)
+  std::mutex images_mutex;
+  std::unique_ptr<ImageStore> images;
+
+  std::string scope_label() const { return options.scope.empty() ? "_" : options.scope; }
+  std::string enclaves_dir() const { return root + "/enclaves"; }
+  std::string enclave_dir(const std::string& id) const { return enclaves_dir() + "/" + id; }
+  std::string service_dir(const std::string& eid, const std::string& name) const {
+    return enclave_dir(eid) + "/services/" + name;
+  }
+  std::string cgroup_of(const std::string& service_id) const {
+    return "modhost/" + scope_label() + "/" + service_id;
+  }
+  static std::string bridge_name(const std::string& id) { return "mhb" + id.substr(0, 12); }
+  // The label on an enclave's bridge and iptables rule: "modhost SCOPE ID".
+  std::string link_label(const std::string& id) const { return "modhost " + scope_label() + " " + id; }
+
+  // Removes an enclave's bridge and its FORWARD rules (however many).
+  Status remove_bridge(const std::string& id) {
+    MODHOST_TRY(native::netlink::delete_link(bridge_name(id)));
+    if (bridge_netfilter()) (void)run_program(forward_rule("-D", bridge_name(id), link_label(id)));
+    return ok_status();
+  }
+
+  // Deletes this scope's FORWARD rules whose label `doomed` picks.
+  template <class Pred>
+  void remove_forward_rules(Pred doomed) {
+    std::string rules;
+    if (run_program({"iptables", "-w", "-S", "FORWARD"}, &rules) != 0) return;
+    std::istringstream in(rules);
+    for (std::string line; std::getline(in, line);) {
+      const auto at = line.find("--comment \"modhost " + scope_label() + " ");
+      if (at == std::string::npos) continue;
+      const auto start = line.find('"', at) + 1;
+      const std::string label = line.substr(start, line.find('"', start) - start);
+      if (!doomed(label)) continue;
+      const auto br = line.find("-i ");
+      if (br == std::string::npos) continue;
+      const std::string bridge = line.substr(br + 3, line.find(' ', br + 3) - br - 3);
+      while (run_program(forward_rule("-D", bridge, label)) == 0) {
+      }
+    }
+  }
+
+  Result<ImageStore*> image_store() {
+    std::lock_guard lock(images_mutex);
+    if (!images) {
+      MODHOST_ASSIGN_OR_RETURN(images, ImageStore::open(options.image_dir));
+    }
+    return images.get();
+  }
+
+  // --- Enclaves ---
+
+  static EnclaveInfo enclave_info(const json::value& v) {
+    EnclaveInfo e;
+    e.id = str(v, "id");
+    e.name = str(v, "name");
+    e.created = str(v, "created");
+    e.subnet = str(v, "subnet");
+    e.gateway = str(v, "gateway");
+    e.complete = str(v, "state") == "ready";
+    return e;
+  }
+
+  std::vector<EnclaveInfo> all_enclaves() {
+    std::vector<EnclaveInfo> out;
+    std::error_code ec;
+    for (const auto& d : fs::directory_iterator(enclaves_dir(), ec)) {
+      json::value v = parse_json_file(d.path().string() + "/enclave.json");
+      if (!v.is_object()) continue;
+      EnclaveInfo e = enclave_info(v);
+      e.status = enclave_status(e.id);
+      out.push_back(std::move(e));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.created < b.created; });
+    return out;
+  }
+
+  EnclaveStatus enclave_status(const std::string& id) {
+    bool any = false;
+    for (const auto& name : service_names(id)) {
+      any = true;
+      const ServiceStatus s = service_info(id, name).status;
+      if (s == ServiceStatus::running || s == ServiceStatus::paused) return EnclaveStatus::running;
+    }
+    return any ? EnclaveStatus::stopped : EnclaveStatus::empty;
+  }
+
+  Result<EnclaveInfo> resolve_enclave(std::string_view ref) {
+    if (ref.empty()) return Error(ErrorCode::invalid_argument, "no enclave given");
+    std::vector<EnclaveInfo> prefix;
+    for (auto& e : all_enclaves()) {
+      if (e.id == ref || e.name == ref) return e;
+      if (ref.size() >= 4 && e.id.rfind(ref, 0) == 0) prefix.push_back(e);
+    }
+    if (prefix.size() == 1) return prefix.front();
+    if (prefix.size() > 1)
+      return Error(ErrorCode::invalid_argument, "enclave id prefix '" + std::string(ref) + "' is ambiguous");
+    return Error(ErrorCode::not_found,
+                 "no enclave '" + std::string(ref) + "'; list them with 'modhost enclave ls'");
+  }
+
+  // Subnets of every enclave of every scope, and every address on the host.
+  std::set<std::string> used_subnets() {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (const auto& scope : fs::directory_iterator(runtime, ec)) {
+      std::error_code ec2;
+      for (const auto& e : fs::directory_iterator(scope.path() / "enclaves", ec2)) {
+        json::value v = parse_json_file(e.path().string() + "/enclave.json");
+        if (!str(v, "subnet").empty()) out.insert(str(v, "subnet"));
+      }
+    }
+    return out;
+  }
+
+  Result<std::pair<std::string, std::string>> allocate_subnet() {
+    const auto used = used_subnets();
+    MODHOST_ASSIGN_OR_RETURN(std::vector<std::string> host_addresses, native::netlink::list_addresses());
+    for (int third = 0; third < 256; ++third) {
+      const std::string base = "10.213." + std::to_string(third) + ".";
+      const std::string subnet = base + "0/24";
+      if (used.count(subnet)) continue;
+      bool clash = false;
+      for (const auto& a : host_addresses) {
+        const std::string ip = a.substr(0, a.find('/'));
+        if (ip_in_subnet(ip, subnet) || ip_in_subnet(base + "1", a)) clash = true;
+      }
+      if (!clash) return std::pair<std::string, std::string>{subnet, base + "1"};
+    }
+    return Error(ErrorCode::failed_precondition, "no free subnet left in 10.213.0.0/16 for a new enclave");
+  }
+
+  // --- Services ---
+
+  std::vector<std::string> service_names(const std::string& eid) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& d : fs::directory_iterator(enclave_dir(eid) + "/services", ec)) {
+      if (fs::exists(d.path() / "service.json")) out.push_back(d.path().filename().string());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  json::value service_state(const std::string& eid, const std::string& name) {
+    return parse_json_file(service_dir(eid, name) + "/service.json");
+  }
+
+  // The service as it is now: its state file, its processes, its exit record.
+  ServiceInfo service_info(const std::string& eid, const std::string& name) {
+    const std::string dir = service_dir(eid, name);
+    const json::value st = parse_json_file(dir + "/service.json");
+    ServiceInfo info;
+    info.name = name;
+    info.id = str(st, "id");
+    info.enclave_id = eid;
+    info.image = str(st, "image");
+    info.ip = str(st, "ip");
+    if (const auto* o = st.if_object()) {
+      if (const auto* labels = o->if_contains("labels"); labels && labels->is_object()) {
+        for (const auto& [k, v] : labels->get_object()) {
+          if (v.is_string()) info.labels[std::string(k)] = std::string(v.get_string());
+        }
+      }
+    }
+    const json::value run = parse_json_file(dir + "/run.json");
+    if (!run.is_object()) {
+      info.status = ServiceStatus::created;
+      return info;
+    }
+    const int pid = static_cast<int>(num(run, "pid"));
+    if (alive(pid, str(run, "pid_start"))) {
+      info.status = cgroups.frozen(cgroup_of(info.id)) ? ServiceStatus::paused : ServiceStatus::running;
+      if (const auto* ports = run.as_object().if_contains("ports"); ports && ports->is_array()) {
+        for (const auto& p : ports->get_array()) {
+          PublishedPort pp;
+          pp.port.name = str(p, "name");
+          pp.port.number = static_cast<std::uint16_t>(num(p, "number"));
+          pp.port.protocol = str(p, "protocol");
+          pp.host_ip = "127.0.0.1";
+          pp.host_port = static_cast<std::uint16_t>(num(p, "host_port"));
+          info.ports.push_back(pp);
+        }
+      }
+      return info;
+    }
+    // Not running: the ports it declares, without host ports.
+    if (auto cfg = decode_config(str(st, "config"), name); cfg.ok()) {
+      for (const auto& p : cfg->ports) info.ports.push_back(PublishedPort{p, "", 0});
+    }
+    const Records exit = native::decode_records(read_file(dir + "/exit"));
+    const std::string code = native::record(exit, "code");
+    info.exit_code = code.empty() ? -1 : std::atoi(code.c_str());
+    info.status = str(run, "stopped") == "yes" ? ServiceStatus::stopped : ServiceStatus::exited;
+    return info;
+  }
+
+  Result<std::string> require_service(const std::string& eid, const std::string& name, const EnclaveInfo& e) {
+    if (!valid_name(name) || !fs::exists(service_dir(eid, name) + "/service.json")) {
+      return Error(ErrorCode::not_found, "no service '" + name + "' in enclave '" + e.name + "'");
+    }
+    return service_dir(eid, name);
+  }
+
+  void event(const std::string& eid, const std::string& kind, const std::string& subject,
+             const std::string& action, const std::map<std::string, std::string>& attributes = {}) {
+    json::object attrs;
+    for (const auto& [k, v] : attributes) attrs[k] = v;
+    json::object ev{{"timeNano", now_ns()},
+                    {"kind", kind},
+                    {"subject", subject},
+                    {"action", action},
+                    {"attributes", std::move(attrs)}};
+    std::ofstream out(enclave_dir(eid) + "/events", std::ios::app);
+    out << json::serialize(ev) << "\n";
+  }
+
+  // /etc/hosts of an enclave: every service by name. Rewritten in place (the
+  // file is bind-mounted into every service, so its inode must stay).
+  void write_hosts(const std::string& eid) {
+    std::string text = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+    for (const auto& name : service_names(eid)) {
+      const json::value st = service_state(eid, name);
+      if (!str(st, "ip").empty()) text += str(st, "ip") + "\t" + name + "\n";
+    }
+    const std::string path = enclave_dir(eid) + "/hosts";
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    if (::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size())) {
+      (void)::ftruncate(fd, static_cast<off_t>(text.size()));
+    }
+    ::close(fd);
+  }
+
+  Result<std::string> allocate_ip(const std::string& eid, const EnclaveInfo& e) {
+    std::set<std::string> used{e.gateway};
+    for (const auto& name : service_names(eid)) used.insert(str(service_state(eid, name), "ip"));
+    const std::string base = e.subnet.substr(0, e.subnet.rfind('.') + 1);
+    for (int host = 2; host < 255; ++host) {
+      const std::string ip = base + std::to_string(host);
+      if (!used.count(ip)) return ip;
+    }
+    return Error(ErrorCode::failed_precondition, "enclave '" + e.name + "' has no free address left");
+  }
+
+  // Starts stage2 for a service whose rootfs and cgroup exist; waits for its
+  // report. Writes run.json.
+  Status spawn(const std::string& eid, const std::string& name, const EnclaveInfo& e) {
+    const std::string dir = service_dir(eid, name);
+    const json::value st = service_state(eid, name);
+    MODHOST_ASSIGN_OR_RETURN(ServiceConfig config, decode_config(str(st, "config"), name));
+    const std::string id = str(st, "id");
+    Records spec;
+    auto add = [&](const std::string& k, const std::string& v) { spec.emplace_back(k, v); };
+    add("name", name);
+    add("kind", config.kind);
+    add("rootfs", dir + "/rootfs");
+    add("init", init_binary);
+    add("hostname", name);
+    add("log", dir + "/log");
+    add("ctl", dir + "/ctl.sock");
+    add("exit_file", dir + "/exit");
+    add("events", enclave_dir(eid) + "/events");
+    for (const auto& d : cgroups.dirs(cgroup_of(id))) add("cgroup", d);
+    add("oom_file", cgroups.oom_file(cgroup_of(id)));
+    add("oom_key", cgroups.oom_key());
+    if (!config.network_of.empty()) {
+      const ServiceInfo other = service_info(eid, config.network_of);
+      const json::value orun = parse_json_file(service_dir(eid, config.network_of) + "/run.json");
+      if (other.status != ServiceStatus::running) {
+        return Error(ErrorCode::failed_precondition, "service '" + config.network_of + "' is not running");
+      }
+      add("net", "join");
+      add("join_pid", std::to_string(num(orun, "pid")));
+    } else {
+      add("net", "own");
+      add("bridge", bridge_name(eid));
+      add("veth", "mhv" + id.substr(0, 12));
+      add("peer", "mhp" + id.substr(0, 12));
+      const std::string ip = str(st, "ip");
+      if (!ip_in_subnet(ip, e.subnet)) {
+        return Error(ErrorCode::internal,
+                     "service address '" + ip + "' is not in the enclave subnet " + e.subnet);
+      }
+      add("ip", ip);
+      add("prefix", e.subnet.substr(e.subnet.find('/') + 1));
+      add("gateway", e.gateway);
+      for (const auto& p : config.ports) add("port", std::to_string(p.number) + "/" + p.protocol);
+    }
+    add("mount", enclave_dir(eid) + "/hosts\x1f/etc/hosts\x1fro");
+    for (const auto& f : config.files) {
+      add("mount", enclave_dir(eid) + "/artifacts/" + f.artifact + ".d\x1f" + f.path + "\x1fro");
+    }
+    for (const auto& b : config.binds)
+      add("mount", b.source + "\x1f" + b.target + "\x1f" + (b.read_only ? "ro" : "rw"));
+    std::vector<int> caps = kDefaultCaps;
+    for (const auto& c : config.cap_add) caps.push_back(capability(c));
+    for (int c : caps) add("cap", std::to_string(c));
+    for (const auto& v : st.as_object().at("argv").as_array()) add("argv", std::string(v.as_string()));
+    for (const auto& v : st.as_object().at("env").as_array()) add("env", std::string(v.as_string()));
+    add("workdir", str(st, "workdir"));
+    add("uid", std::to_string(num(st, "uid")));
+    add("gid", std::to_string(num(st, "gid")));
+
+    std::remove((dir + "/exit").c_str());
+    // The spec in a memfd, the report through a pipe.
+    const int spec_fd = ::memfd_create("modhost-spawn-spec", MFD_CLOEXEC);
+    if (spec_fd < 0) return Error(ErrorCode::internal, std::string("memfd_create: ") + std::strerror(errno));
+    const std::string encoded = native::encode_records(spec);
+    if (::write(spec_fd, encoded.data(), encoded.size()) != static_cast<ssize_t>(encoded.size())) {
+      ::close(spec_fd);
+      return Error(ErrorCode::internal, "cannot write the spawn spec");
+    }
+    ::lseek(spec_fd, 0, SEEK_SET);
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) != 0) {
+      ::close(spec_fd);
+      return Error(ErrorCode::internal, std::string("pipe: ") + std::strerror(errno));
+    }
+    // fork+exec from a threaded process: the child only calls
+    // async-signal-safe functions before exec.
+    const char* argv[] = {"modhost-spawn", nullptr};
+    const char* envp[] = {nullptr};
+    const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::dup2(null_fd, 0);
+      ::dup2(null_fd, 1);
+      ::dup2(null_fd, 2);
+      ::dup2(spec_fd, 3);
+      ::dup2(report[1], 4);
+      ::syscall(SYS_close_range, 5, ~0U, 0);
+      ::execve(spawn_binary.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp));
+      ::_exit(127);
+    }
+    ::close(null_fd);
+    ::close(spec_fd);
+    ::close(report[1]);
+    if (pid < 0) {
+      ::close(report[0]);
+      return Error(ErrorCode::internal, std::string("fork: ") + std::strerror(errno));
+    }
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(report[0], buf, sizeof buf)) != 0;) {
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(report[0]);
+    // stage2's parent half stays as the shim: it is not our child to wait
+    // for beyond this point (it setsid()s; its exit is reaped here if it
+    // failed early, or by init later).
+    int status = 0;
+    (void)::waitpid(pid, &status, WNOHANG);
+    json::object run{{"spawn_pid", pid}, {"started", now_rfc3339()}};
+    json::array ports;
+    std::string error;
+    bool started = false;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream in(line);
+      std::string word;
+      in >> word;
+      if (word == "pid") {
+        int p = 0;
+        in >> p;
+        run["pid"] = p;
+        run["pid_start"] = process_start(p);
+      } else if (word == "port") {
+        std::string spec_port;
+        int host = 0;
+        in >> spec_port >> host;
+        const int number = std::atoi(spec_port.c_str());
+        for (const auto& p : config.ports) {
+          if (p.number == number) {
+            ports.push_back(json::object{
+                {"name", p.name}, {"number", p.number}, {"protocol", p.protocol}, {"host_port", host}});
+          }
+        }
+      } else if (word == "started") {
+        started = true;
+      } else if (word == "error") {
+        error = line.substr(6);
+      }
+    }
+    run["ports"] = std::move(ports);
+    MODHOST_TRY(write_file_atomic(dir + "/run.json", json::serialize(run)));
+    if (!error.empty() || !started) {
+      // Whatever got made goes with the process.
+      if (const auto p = num(run, "pid"); p > 0) ::kill(static_cast<int>(p), SIGKILL);
+      (void)::waitpid(pid, &status, 0);
+      return Error(
+          ErrorCode::failed_precondition,
+          error.empty() ? "the container did not start (modhost-spawn exited without a report)" : error);
+    }
+    event(eid, config.kind, name, "start");
+    return ok_status();
+  }
+
+  // Waits until the service's shim recorded its exit (or `budget` passes).
+  bool wait_exit(const std::string& eid, const std::string& name, std::chrono::milliseconds budget) {
+    const auto deadline = std::chrono::steady_clock::now() + budget;
+    const std::string dir = service_dir(eid, name);
+    const json::value run = parse_json_file(dir + "/run.json");
+    const int pid = static_cast<int>(num(run, "pid"));
+    const int shim = static_cast<int>(num(run, "spawn_pid"));
+    const std::string start = str(run, "pid_start");
+    while (std::chrono::steady_clock::now() < deadline) {
+      // Our own child if this process spawned it: reap it so it goes.
+      if (shim > 0) (void)::waitpid(shim, nullptr, WNOHANG);
+      if (!alive(pid, start) && (fs::exists(dir + "/exit") || shim <= 0 || ::kill(shim, 0) != 0)) return true;
+      std::this_thread::sleep_for(2ms);
+    }
+    return false;
+  }
+
+  // Stops a service's processes: SIGTERM to its PID 1 (forwarded to the
+  // program), SIGKILL to all of them after `grace`.
+  void stop_processes(const std::string& eid, const std::string& name, std::chrono::milliseconds grace,
+                      bool mark_stopped) {
+    const std::string dir = service_dir(eid, name);
+    json::value run = parse_json_file(dir + "/run.json");
+    if (!run.is_object()) return;
+    const std::string id = str(service_state(eid, name), "id");
+    const int pid = static_cast<int>(num(run, "pid"));
+    if (mark_stopped) {
+      run.as_object()["stopped"] = "yes";
+      (void)write_file_atomic(dir + "/run.json", json::serialize(run));
+    }
+    if (!alive(pid, str(run, "pid_start"))) {
+      (void)wait_exit(eid, name, 0ms);
+      return;
+    }
+    // A frozen cgroup gets no signals delivered: thaw it first.
+    if (cgroups.frozen(cgroup_of(id))) (void)cgroups.freeze(cgroup_of(id), false);
+    if (grace.count() > 0) {
+      ::kill(pid, SIGTERM);
+      if (wait_exit(eid, name, grace)) return;
+    }
+    ::kill(pid, SIGKILL);
+    for (int p : cgroups.pids(cgroup_of(id))) ::kill(p, SIGKILL);
+    (void)wait_exit(eid, name, 5000ms);
+  }
+
+  // Everything of a service but its directory's removal: processes, rootfs
+  // mount, cgroup, veth.
+  Status teardown(const std::string& eid, const std::string& name) {
+    const std::string dir = service_dir(eid, name);
+    const std::string id = str(service_state(eid, name), "id");
+    stop_processes(eid, name, 0ms, false);
+    if (::umount2((dir + "/rootfs").c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+      return Error(ErrorCode::internal,
+                   "cannot unmount the rootfs of '" + name + "': " + std::strerror(errno));
+    }
+    if (!id.empty()) {
+      MODHOST_TRY(cgroups.remove(cgroup_of(id)));
+      MODHOST_TRY(native::netlink::delete_link("mhv" + id.substr(0, 12)));
+    }
+    return ok_status();
+  }
+
+  Status remove_service_locked(const std::string& eid, const std::string& name, const std::string& kind) {
+    MODHOST_TRY(teardown(eid, name));
+    std::error_code ec;
+    fs::remove_all(service_dir(eid, name), ec);
+    if (ec)
+      return Error(ErrorCode::internal, "cannot remove the files of service '" + name + "': " + ec.message());
+    write_hosts(eid);
+    event(eid, kind.empty() ? "service" : kind, name, "destroy");
+    return ok_status();
+  }
+
+  Status remove_enclave_locked(const EnclaveInfo& e) {
+    for (const auto& name : service_names(e.id)) {
+      MODHOST_TRY(remove_service_locked(e.id, name, str(service_state(e.id, name), "kind")));
+    }
+    // Services half-made by a crash have a directory but no service.json.
+    std::error_code ec;
+    for (const auto& d : fs::directory_iterator(enclave_dir(e.id) + "/services", ec)) {
+      (void)::umount2((d.path() / "rootfs").c_str(), MNT_DETACH);
+    }
+    MODHOST_TRY(remove_bridge(e.id));
+    fs::remove_all(enclave_dir(e.id), ec);
+    if (ec)
+      return Error(ErrorCode::internal,
+                   "cannot remove the files of enclave '" + e.name + "': " + ec.message());
+    return ok_status();
+  }
+};
+
+NativeBackend::NativeBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+NativeBackend::~NativeBackend() = default;
+
+const std::string& NativeBackend::state_dir() const { return impl_->root; }
+
+Result<std::unique_ptr<NativeBackend>> NativeBackend::create(const NativeOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  auto env = [](const char* name, const char* fallback) {
+    const char* v = std::getenv(name);
+    return std::string(v && *v ? v : fallback);
+  };
+  if (impl->options.runtime_dir.empty())
+    impl->options.runtime_dir = env("MODHOST_NATIVE_DIR", "/run/modhost/native");
+  if (impl->options.image_dir.empty())
+    impl->options.image_dir = env("MODHOST_NATIVE_IMAGES", "/var/lib/modhost/native");
+  if (impl->options.scope.empty()) impl->options.scope = env("MODHOST_SCOPE", "");
+  if (impl->options.helper_dir.empty()) {
+    impl->options.helper_dir = env("MODHOST_NATIVE_HELPERS", "");
+    if (impl->options.helper_dir.empty()) {
+      std::error_code ec;
+      impl->options.helper_dir = fs::read_symlink("/proc/self/exe", ec).parent_path().string();
+    }
+  }
+  if (::geteuid() != 0) {
+    return Error(
+        ErrorCode::failed_precondition,
+        "the native backend makes containers itself and needs root; run as root or use --backend docker");
+  }
+  impl->spawn_binary = impl->options.helper_dir + "/modhost-spawn";
+  impl->init_binary = impl->options.helper_dir + "/modhost-init";
+  for (const auto& b : {impl->spawn_binary, impl->init_binary}) {
+    if (::access(b.c_str(), X_OK) != 0) {
+      return Error(ErrorCode::failed_precondition,
+                   "the native backend's helper " + b +
+                       " is missing; install modhost completely or set "
+                       "MODHOST_NATIVE_HELPERS to the directory of modhost-spawn and modhost-init");
+    }
+  }
+  MODHOST_ASSIGN_OR_RETURN(impl->cgroups, Cgroups::detect());
+  impl->runtime = impl->options.runtime_dir;
+  const std::string scope = impl->options.scope.empty() ? "_" : impl->options.scope;
+  if (!valid_name(scope) && scope != "_") {
+    return Error(ErrorCode::invalid_argument, "scope '" + scope + "' is not a valid name");
+  }
+  impl->root = impl->runtime + "/" + scope;
+  std::error_code ec;
+  fs::create_directories(impl->root + "/enclaves", ec);
+  if (ec) return Error(ErrorCode::failed_precondition, "cannot make " + impl->root + ": " + ec.message());
+  ::chmod(impl->runtime.c_str(), 0700);
+  return std::unique_ptr<NativeBackend>(new NativeBackend(std::move(impl)));
+}
+
+// --- Enclaves -----------------------------------------------------------------
+
+Result<EnclaveInfo> NativeBackend::create_enclave(std::string_view name_in) {
+  std::string name(name_in);
+  if (name.empty()) name = "enclave-" + random_hex(6);
+  if (!valid_name(name)) {
+    return Error(ErrorCode::invalid_argument,
+                 "invalid enclave name '" + name + "': use letters, digits, '-', '_' and '.' (at most 63)");
+  }
+  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  for (const auto& e : impl_->all_enclaves()) {
+    if (e.name == name)
+      return Error(ErrorCode::already_exists, "an enclave named '" + name + "' already exists");
+  }
+  EnclaveInfo e;
+  e.id = random_hex(32);
+  e.name = name;
+  e.created = now_rfc3339();
+  e.status = EnclaveStatus::empty;
+  const std::string dir = impl_->enclave_dir(e.id);
+  std::error_code ec;
+  fs::create_directories(dir + "/services", ec);
+  fs::create_directories(dir + "/artifacts", ec);
+  if (ec) return Error(ErrorCode::internal, "cannot make " + dir + ": " + ec.message());
+  // The subnet is chosen and written under the lock of every scope.
+  {
+    DirLock global(impl_->global_mutex, impl_->runtime + "/.subnets.lock");
+    auto subnet = impl_->allocate_subnet();
+    if (!subnet.ok()) {
+      fs::remove_all(dir, ec);
+      return subnet.error();
+    }
+    e.subnet = subnet->first;
+    e.gateway = subnet->second;
+    json::object state{{"id", e.id},         {"name", e.name},       {"created", e.created},
+                       {"subnet", e.subnet}, {"gateway", e.gateway}, {"state", "creating"}};
+    MODHOST_TRY(write_file_atomic(dir + "/enclave.json", json::serialize(state)));
+  }
+  const std::string bridge = Impl::bridge_name(e.id);
+  Status s = native::netlink::create_bridge(bridge);
+  if (s.ok()) s = native::netlink::set_alias(bridge, impl_->link_label(e.id));
+  if (s.ok()) s = native::netlink::add_address(bridge, e.gateway, 24);
+  if (s.ok()) s = native::netlink::set_up(bridge);
+  if (s.ok() && bridge_netfilter()) {
+    std::string out;
+    if (run_program(forward_rule("-I", bridge, impl_->link_label(e.id)), &out) != 0) {
+      s = Error(ErrorCode::failed_precondition,
+                "cannot let the enclave's traffic through iptables' FORWARD chain: " + out);
+    }
+  }
+  if (!s.ok()) {
+    (void)impl_->remove_bridge(e.id);
+    fs::remove_all(dir, ec);
+    return s.error().context("cannot create enclave '" + name + "'");
+  }
+  impl_->write_hosts(e.id);
+  json::object state{{"id", e.id},         {"name", e.name},       {"created", e.created},
+                     {"subnet", e.subnet}, {"gateway", e.gateway}, {"state", "ready"}};
+  MODHOST_TRY(write_file_atomic(dir + "/enclave.json", json::serialize(state)));
+  return e;
+}
+
+Result<std::vector<EnclaveInfo>> NativeBackend::list_enclaves() {
+  std::vector<EnclaveInfo> out;
+  for (auto& e : impl_->all_enclaves()) {
+    if (e.complete) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<EnclaveInfo> NativeBackend::find_enclave(std::string_view id_or_name) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, impl_->resolve_enclave(id_or_name));
+  if (!e.complete)
+    return Error(ErrorCode::not_found, "enclave '" + e.name + "' is half-made; 'modhost clean' removes it");
+  return e;
+}
+
+Status NativeBackend::stop_enclave(std::string_view enclave_id) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  for (const auto& name : impl_->service_names(e.id)) {
+    if (impl_->service_info(e.id, name).status == ServiceStatus::running ||
+        impl_->service_info(e.id, name).status == ServiceStatus::paused) {
+      impl_->stop_processes(e.id, name, 2000ms, true);
+      impl_->event(e.id, str(impl_->service_state(e.id, name), "kind"), name, "stop");
+    }
+  }
+  return ok_status();
+}
+
+Status NativeBackend::remove_enclave(std::string_view enclave_id, bool force) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, impl_->resolve_enclave(enclave_id));
+  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  if (!force && impl_->enclave_status(e.id) == EnclaveStatus::running) {
+    return Error(ErrorCode::failed_precondition,
+                 "enclave '" + e.name + "' has running services; stop it first or remove it with -f");
+  }
+  return impl_->remove_enclave_locked(e);
+}
+
+// --- Services -------------------------------------------------------------------
+
+Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, const ServiceConfig& config_in) {
+  ServiceConfig config = config_in;
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string ctx = "failed to start service '" + config.name + "'";
+  if (!valid_name(config.name)) {
+    return Error(ErrorCode::invalid_argument, "invalid service name '" + config.name +
+                                                  "': use letters, digits, '-', '_' and '.' (at most 63)");
+  }
+  if (config.kind != "service" && config.kind != "module" && config.kind != "helper") {
+    return Error(ErrorCode::invalid_argument, ctx + ": unknown kind '" + config.kind + "'");
+  }
+  for (const auto& p : config.ports) {
+    if (p.protocol != "tcp") {
+      return Error(ErrorCode::invalid_argument, ctx +
+                                                    ": the native backend publishes tcp ports only (port '" +
+                                                    p.name + "' is " + p.protocol + ")");
+    }
+    if (p.number == 0)
+      return Error(ErrorCode::invalid_argument, ctx + ": invalid port spec '" + p.name + "'");
+  }
+  for (const auto& b : config.binds) {
+    if (b.source.empty() || b.source[0] != '/' || b.target.empty() || b.target[0] != '/') {
+      return Error(ErrorCode::invalid_argument, ctx + ": bind mount paths must be absolute");
+    }
+  }
+  for (const auto& c : config.cap_add) {
+    if (capability(c) < 0)
+      return Error(ErrorCode::invalid_argument, ctx + ": unknown capability '" + c + "'");
+  }
+  if (!config.network_of.empty() && !config.ports.empty()) {
+    return Error(ErrorCode::invalid_argument, ctx + ": a service in another's network publishes no ports");
+  }
+  MODHOST_ASSIGN_OR_RETURN(ImageStore * store, impl_->image_store());
+  auto image = store->find(config.image);
+  if (!image.ok()) {
+    if (image.error().code() == ErrorCode::not_found) {
+      return Error(ErrorCode::not_found,
+                   ctx + ": image '" + config.image +
+                       "' not found; load it with 'modhost image load --backend native FILE'");
+    }
+    return image.error().context(ctx);
+  }
+
+  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  const std::string dir = impl_->service_dir(e.id, config.name);
+  if (fs::exists(dir)) {
+    return Error(ErrorCode::already_exists,
+                 ctx + ": a service with that name already exists in enclave '" + e.name + "'");
+  }
+  for (const auto& f : config.files) {
+    if (!fs::exists(impl_->enclave_dir(e.id) + "/artifacts/" + f.artifact + ".d")) {
+      return Error(ErrorCode::not_found,
+                   ctx + ": no files artifact '" + f.artifact + "' in enclave '" + e.name + "'");
+    }
+  }
+  const std::string id = random_hex(32);
+  std::string ip;
+  if (config.network_of.empty()) {
+    MODHOST_ASSIGN_OR_RETURN(ip, impl_->allocate_ip(e.id, e));
+  } else {
+    if (!fs::exists(impl_->service_dir(e.id, config.network_of) + "/service.json")) {
+      return Error(ErrorCode::invalid_argument, ctx + ": no service '" + config.network_of + "' to join");
+    }
+  }
+
+  // What it runs: Docker's rules for entrypoint and cmd.
+  std::vector<std::string> argv = config.entrypoint.empty() ? image->entrypoint : config.entrypoint;
+  const std::vector<std::string>& cmd =
+      !config.cmd.empty() ? config.cmd
+                          : (config.entrypoint.empty() ? image->cmd : std::vector<std::string>{});
+  argv.insert(argv.end(), cmd.begin(), cmd.end());
+  std::map<std::string, std::string> env_map;
+  std::vector<std::string> env_order;
+  auto set_env = [&](const std::string& k, const std::string& v) {
+    if (!env_map.count(k)) env_order.push_back(k);
+    env_map[k] = v;
+  };
+  set_env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  for (const auto& kv : image->env) {
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos) set_env(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  set_env("HOSTNAME", config.name);
+  for (const auto& [k, v] : config.env) set_env(k, v);
+  json::array env_json, argv_json;
+  for (const auto& k : env_order) env_json.emplace_back(k + "=" + env_map[k]);
+  for (const auto& a : argv) argv_json.emplace_back(a);
+  json::object labels;
+  for (const auto& [k, v] : config.labels) labels[k] = v;
+
+  // Everything made from here is undone if a later step fails.
+  bool ok = false;
+  struct Undo {
+    Impl& impl;
+    const std::string& eid;
+    const std::string& name;
+    const std::string& dir;
+    bool& ok;
+    ~Undo() {
+      if (ok) return;
+      (void)impl.teardown(eid, name);
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+      impl.write_hosts(eid);
+    }
+  } undo{*impl_, e.id, config.name, dir, ok};
+
+  std::error_code ec;
+  for (const char* sub : {"/rootfs", "/upper", "/work"}) fs::create_directories(dir + sub, ec);
+  if (ec) return Error(ErrorCode::internal, ctx + ": cannot make " + dir + ": " + ec.message());
+  json::object state{{"id", id},
+                     {"name", config.name},
+                     {"image", config.image},
+                     {"kind", config.kind},
+                     {"created", now_rfc3339()},
+                     {"ip", ip},
+                     {"argv", argv_json},
+                     {"env", env_json},
+                     {"workdir", image->workdir.empty() ? "/" : image->workdir},
+                     {"labels", labels},
+                     {"config", encode_config(config)},
+                     {"state", "creating"}};
+  MODHOST_TRY(write_file_atomic(dir + "/service.json", json::serialize(state)));
+
+  // 1. The rootfs: the image's layers under a writable layer of its own.
+  std::string lower;
+  const auto layers = store->layer_dirs(*image);
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) lower += (lower.empty() ? "" : ":") + *it;
+  const std::string opts = "lowerdir=" + lower + ",upperdir=" + dir + "/upper,workdir=" + dir + "/work";
+  if (::mount("overlay", (dir + "/rootfs").c_str(), "overlay", MS_NODEV, opts.c_str()) != 0) {
+    return Error(ErrorCode::internal, ctx + ": cannot mount its rootfs (overlay): " + std::strerror(errno));
+  }
+  // 2. Its user, from the image's own files.
+  MODHOST_ASSIGN_OR_RETURN(auto ids, resolve_user(dir + "/rootfs", image->user));
+  state["uid"] = ids.first;
+  state["gid"] = ids.second;
+  MODHOST_TRY(write_file_atomic(dir + "/service.json", json::serialize(state)));
+  // 3. Its cgroup.
+  native::CgroupLimits limits;
+  limits.memory_bytes = config.memory_bytes;
+  limits.cpus = config.cpus;
+  MODHOST_TRY(impl_->cgroups.create(impl_->cgroup_of(id), limits));
+  // 4. Its name in the enclave, then the container.
+  impl_->write_hosts(e.id);
+  impl_->event(e.id, config.kind, config.name, "create");
+  if (Status s = impl_->spawn(e.id, config.name, e); !s.ok()) return s.error().context(ctx);
+
+  // 5. A process that exits at once is a failed start: its last words.
+  const auto deadline =
+      std::chrono::steady_clock::now() + (config.kind == "module" ? 0ms : impl_->options.startup_check);
+  while (true) {
+    ServiceInfo now = impl_->service_info(e.id, config.name);
+    if (now.status != ServiceStatus::running) {
+      (void)impl_->wait_exit(e.id, config.name, 1000ms);
+      now = impl_->service_info(e.id, config.name);
+      return Error(ErrorCode::failed_precondition, ctx + ": it exited at once with code " +
+                                                       std::to_string(now.exit_code.value_or(-1)) +
+                                                       "; its last output: " + last_words(dir + "/log"));
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(5ms);
+  }
+  state["state"] = "ready";
+  MODHOST_TRY(write_file_atomic(dir + "/service.json", json::serialize(state)));
+  ok = true;
+  return impl_->service_info(e.id, config.name);
+}
+
+Result<std::vector<ServiceInfo>> NativeBackend::list_services(std::string_view enclave_id) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  std::vector<ServiceInfo> out;
+  for (const auto& name : impl_->service_names(e.id)) {
+    if (str(impl_->service_state(e.id, name), "state") != "ready") continue;
+    out.push_back(impl_->service_info(e.id, name));
+  }
+  return out;
+}
+
+Result<ServiceInfo> NativeBackend::inspect_service(std::string_view enclave_id, std::string_view name) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  MODHOST_TRY(impl_->require_service(e.id, std::string(name), e));
+  return impl_->service_info(e.id, std::string(name));
+}
+
+Status NativeBackend::remove_service(std::string_view enclave_id, std::string_view name) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  MODHOST_TRY(impl_->require_service(e.id, std::string(name), e));
+  return impl_->remove_service_locked(e.id, std::string(name),
+                                      str(impl_->service_state(e.id, std::string(name)), "kind"));
+}
+
+Status NativeBackend::stop_service(std::string_view enclave_id, std::string_view name_in, int grace_seconds) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  MODHOST_TRY(impl_->require_service(e.id, name, e));
+  impl_->stop_processes(e.id, name, std::chrono::seconds(std::max(0, grace_seconds)), true);
+  impl_->event(e.id, str(impl_->service_state(e.id, name), "kind"), name, "stop");
+  return ok_status();
+}
+
+Status NativeBackend::start_service(std::string_view enclave_id, std::string_view name_in) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  MODHOST_TRY(impl_->require_service(e.id, name, e));
+  const ServiceStatus s = impl_->service_info(e.id, name).status;
+  if (s == ServiceStatus::running || s == ServiceStatus::paused) return ok_status();
+  (void)impl_->wait_exit(e.id, name, 1000ms);
+  if (Status started = impl_->spawn(e.id, name, e); !started.ok())
+    return started.error().context("cannot start service '" + name + "'");
+  return ok_status();
+}
+
+Status NativeBackend::restart_service(std::string_view enclave_id, std::string_view name_in) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  MODHOST_TRY(impl_->require_service(e.id, name, e));
+  impl_->stop_processes(e.id, name, 10000ms, false);
+  MODHOST_TRY(impl_->spawn(e.id, name, e));
+  impl_->event(e.id, str(impl_->service_state(e.id, name), "kind"), name, "restart");
+  return ok_status();
+}
+
+Status NativeBackend::pause_service(std::string_view enclave_id, std::string_view name_in) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  MODHOST_TRY(impl_->require_service(e.id, name, e));
+  const ServiceInfo info = impl_->service_info(e.id, name);
+  if (info.status != ServiceStatus::running) {
+    return Error(ErrorCode::failed_precondition, "service '" + name + "' is not running");
+  }
+  MODHOST_TRY(impl_->cgroups.freeze(impl_->cgroup_of(info.id), true));
+  impl_->event(e.id, str(impl_->service_state(e.id, name), "kind"), name, "pause");
+  return ok_status();
+}
+
+Status NativeBackend::unpause_service(std::string_view enclave_id, std::string_view name_in) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  MODHOST_TRY(impl_->require_service(e.id, name, e));
+  const ServiceInfo info = impl_->service_info(e.id, name);
+  if (info.status != ServiceStatus::paused) {
+    return Error(ErrorCode::failed_precondition, "service '" + name + "' is not paused");
+  }
+  MODHOST_TRY(impl_->cgroups.freeze(impl_->cgroup_of(info.id), false));
+  impl_->event(e.id, str(impl_->service_state(e.id, name), "kind"), name, "unpause");
+  return ok_status();
+}
+
+Status NativeBackend::kill_service(std::string_view enclave_id, std::string_view name_in, int signal) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  MODHOST_TRY(impl_->require_service(e.id, name, e));
+  if (signal <= 0 || signal >= 65)
+    return Error(ErrorCode::invalid_argument, "invalid signal " + std::to_string(signal));
+  const json::value run = parse_json_file(impl_->service_dir(e.id, name) + "/run.json");
+  const int pid = static_cast<int>(num(run, "pid"));
+  if (!alive(pid, str(run, "pid_start"))) {
+    return Error(ErrorCode::failed_precondition, "service '" + name + "' is not running");
+  }
+  impl_->event(e.id, str(impl_->service_state(e.id, name), "kind"), name, "kill",
+               {{"signal", std::to_string(signal)}});
+  if (::kill(pid, signal) != 0) {
+    return Error(ErrorCode::internal, "cannot signal service '" + name + "': " + std::strerror(errno));
+  }
+  // SIGKILL ends PID 1 itself: the exit is known once the shim recorded it.
+  if (signal == SIGKILL) (void)impl_->wait_exit(e.id, name, 5000ms);
+  return ok_status();
+}
+
+Result<ExecResult> NativeBackend::exec(std::string_view enclave_id, std::string_view name_in,
+                                       const std::vector<std::string>& argv) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  MODHOST_ASSIGN_OR_RETURN(std::string dir, impl_->require_service(e.id, name, e));
+  if (argv.empty()) return Error(ErrorCode::invalid_argument, "exec needs a command");
+  if (impl_->service_info(e.id, name).status != ServiceStatus::running) {
+    return Error(ErrorCode::failed_precondition,
+                 "service '" + name + "' in enclave '" + e.name + "' is not running");
+  }
+  const int sock = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = dir + "/ctl.sock";
+  std::memcpy(addr.sun_path, path.c_str(), std::min(path.size() + 1, sizeof addr.sun_path - 1));
+  if (sock < 0 || ::connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const int err = errno;
+    if (sock >= 0) ::close(sock);
+    return Error(ErrorCode::unavailable,
+                 "cannot reach the init of service '" + name + "': " + std::strerror(err));
+  }
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) {
+    ::close(sock);
+    return Error(ErrorCode::internal, std::string("pipe: ") + std::strerror(errno));
+  }
+  Records req;
+  for (const auto& a : argv) req.emplace_back("argv", a);
+  const std::string data = native::encode_records(req);
+  iovec iov{const_cast<char*>(data.data()), data.size()};
+  char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &out[1], sizeof(int));
+  const ssize_t sent = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+  ::close(out[1]);
+  if (sent < 0) {
+    const int err = errno;
+    ::close(out[0]);
+    ::close(sock);
+    return Error(ErrorCode::unavailable, "cannot send the exec request: " + std::string(std::strerror(err)));
+  }
+  ExecResult result;
+  char buf[16384];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) != 0;) {
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    result.output.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  char reply[4096];
+  ssize_t n;
+  while ((n = ::recv(sock, reply, sizeof reply, 0)) < 0 && errno == EINTR) {
+  }
+  ::close(sock);
+  if (n <= 0) {
+    return Error(ErrorCode::unavailable, "service '" + name + "' ended during the exec");
+  }
+  const Records r = native::decode_records(std::string_view(reply, static_cast<std::size_t>(n)));
+  result.exit_code = std::atoi(native::record(r, "exit", "-1").c_str());
+  if (const std::string err = native::record(r, "error"); !err.empty()) result.output += err + "\n";
+  return result;
+}
+
+Status NativeBackend::logs(std::string_view enclave_id, std::string_view name_in, bool follow,
+                           const LogSink& sink) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  MODHOST_ASSIGN_OR_RETURN(std::string dir, impl_->require_service(e.id, name, e));
+  const int fd = ::open((dir + "/log").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ok_status();  // never started: no output yet
+  char buf[16384];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      if (!sink(std::string_view(buf, static_cast<std::size_t>(n)))) break;
+      continue;
+    }
+    if (!follow) break;
+    // At the end: done when the service is, else look again shortly.
+    const ServiceStatus s = impl_->service_info(e.id, name).status;
+    if (s != ServiceStatus::running && s != ServiceStatus::paused) {
+      const ssize_t last = ::read(fd, buf, sizeof buf);
+      if (last > 0 && sink(std::string_view(buf, static_cast<std::size_t>(last)))) continue;
+      break;
+    }
+    if (!fs::exists(dir)) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ::close(fd);
+  return ok_status();
+}
+
+Status NativeBackend::wait_ready(std::string_view enclave_id, std::string_view name_in,
+                                 const ReadinessCheck& check) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  MODHOST_TRY(impl_->require_service(e.id, name, e));
+  (void)check;
+  return Error(ErrorCode::failed_precondition, "readiness waits are not available on the native backend yet");
+}
+
+Result<ServiceConfig> NativeBackend::service_config(std::string_view enclave_id, std::string_view name_in) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  MODHOST_TRY(impl_->require_service(e.id, name, e));
+  return decode_config(str(impl_->service_state(e.id, name), "config"), name);
+}
+
+Status NativeBackend::copy_to_service(std::string_view, std::string_view, std::string_view,
+                                      std::string_view) {
+  return Error(ErrorCode::failed_precondition,
+               "copying files into a service is not available on the native backend yet");
+}
+
+Result<ArtifactInfo> NativeBackend::store_artifact(std::string_view, std::string_view, std::string_view) {
+  return Error(ErrorCode::failed_precondition, "files artifacts are not available on the native backend yet");
+}
+
+Result<std::vector<ArtifactInfo>> NativeBackend::list_artifacts(std::string_view enclave_id) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  return std::vector<ArtifactInfo>{};
+}
+
+Result<std::string> NativeBackend::download_artifact(std::string_view, std::string_view) {
+  return Error(ErrorCode::failed_precondition, "files artifacts are not available on the native backend yet");
+}
+
+Result<ArtifactInfo> NativeBackend::store_from_service(std::string_view, std::string_view, std::string_view,
+                                                       std::string_view) {
+  return Error(ErrorCode::failed_precondition, "files artifacts are not available on the native backend yet");
+}
+
+// --- Images -------------------------------------------------------------------
+
+Status NativeBackend::load_image(std::string_view archive_path) {
+  MODHOST_ASSIGN_OR_RETURN(ImageStore * store, impl_->image_store());
+  MODHOST_ASSIGN_OR_RETURN(auto loaded, store->load(std::string(archive_path)));
+  (void)loaded;
+  return ok_status();
+}
+
+Result<bool> NativeBackend::image_exists(std::string_view reference) {
+  MODHOST_ASSIGN_OR_RETURN(ImageStore * store, impl_->image_store());
+  auto found = store->find(reference);
+  if (found.ok()) return true;
+  if (found.error().code() == ErrorCode::not_found) return false;
+  return found.error();
+}
+
+// --- Events -------------------------------------------------------------------
+
+Status NativeBackend::events(std::string_view enclave_id, bool follow, const EventSink& sink) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string path = impl_->enclave_dir(e.id) + "/events";
+  std::ifstream in(path);
+  std::string pending;
+  while (true) {
+    std::string line;
+    if (std::getline(in, line)) {
+      if (in.eof()) {  // a line still being written
+        pending += line;
+        in.clear();
+        continue;
+      }
+      line = pending + line;
+      pending.clear();
+      boost::system::error_code ec;
+      json::value v = json::parse(line, ec);
+      if (ec) continue;
+      EnclaveEvent ev;
+      ev.time_ns = num(v, "timeNano");
+      ev.kind = str(v, "kind");
+      ev.subject = str(v, "subject");
+      ev.action = str(v, "action");
+      if (const auto* a = v.as_object().if_contains("attributes"); a && a->is_object()) {
+        for (const auto& [k, x] : a->get_object()) {
+          if (x.is_string()) ev.attributes[std::string(k)] = std::string(x.get_string());
+        }
+      }
+      if (!sink(ev)) return ok_status();
+      continue;
+    }
+    if (!follow || !fs::exists(impl_->enclave_dir(e.id))) return ok_status();
+    in.clear();
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
+Result<std::optional<int>> NativeBackend::network_namespace_pid(std::string_view enclave_id,
+                                                                std::string_view name_in) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  MODHOST_ASSIGN_OR_RETURN(std::string dir, impl_->require_service(e.id, name, e));
+  const json::value run = parse_json_file(dir + "/run.json");
+  const int pid = static_cast<int>(num(run, "pid"));
+  if (!alive(pid, str(run, "pid_start"))) {
+    return Error(ErrorCode::failed_precondition,
+                 "service '" + name + "' in enclave '" + e.name + "' is not running");
+  }
+  return std::optional<int>(pid);
+}
+
+// --- Recovery -----------------------------------------------------------------
+
+Result<std::vector<std::string>> NativeBackend::recover() {
+  std::vector<std::string> found;
+  std::set<std::string> known_services, known_enclaves;
+  for (const auto& e : impl_->all_enclaves()) {
+    known_enclaves.insert(e.id);
+    if (!e.complete) found.push_back("half-made enclave " + e.name + " (" + e.id.substr(0, 12) + ")");
+    std::error_code ec;
+    for (const auto& d : fs::directory_iterator(impl_->enclave_dir(e.id) + "/services", ec)) {
+      const json::value st = parse_json_file(d.path().string() + "/service.json");
+      if (!str(st, "id").empty()) known_services.insert(str(st, "id"));
+      if (str(st, "state") != "ready") {
+        found.push_back("half-made service " + d.path().filename().string() + " in enclave " + e.name);
+      }
+    }
+  }
+  // Cgroups and links of this scope that no state names.
+  for (const auto& rel : impl_->cgroups.children("modhost/" + impl_->scope_label())) {
+    const std::string id = rel.substr(rel.rfind('/') + 1);
+    if (!known_services.count(id)) found.push_back("orphaned cgroup " + rel);
+  }
+  if (auto links = native::netlink::list_links(); links.ok()) {
+    const std::string prefix = "modhost " + impl_->scope_label() + " ";
+    for (const auto& l : links.value()) {
+      if (l.alias.rfind(prefix, 0) != 0) continue;
+      const std::string id = l.alias.substr(prefix.size());
+      if (!known_enclaves.count(id)) found.push_back("orphaned bridge " + l.name);
+    }
+  }
+  return found;
+}
+
+Result<CleanReport> NativeBackend::clean(bool all) {
+  CleanReport report;
+  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  std::set<std::string> known_services, known_enclaves;
+  for (const auto& e : impl_->all_enclaves()) {
+    const bool remove = !e.complete || all || e.status != EnclaveStatus::running;
+    if (remove) {
+      MODHOST_TRY(impl_->remove_enclave_locked(e));
+      report.removed.push_back(std::string(e.complete ? "enclave " : "half-made enclave ") + e.name + " (" +
+                               e.id.substr(0, 12) + ")");
+      continue;
+    }
+    known_enclaves.insert(e.id);
+    for (const auto& name : impl_->service_names(e.id)) {
+      const json::value st = impl_->service_state(e.id, name);
+      known_services.insert(str(st, "id"));
+      if (str(st, "state") != "ready") {
+        MODHOST_TRY(impl_->remove_service_locked(e.id, name, str(st, "kind")));
+        report.removed.push_back("half-made service " + name + " in enclave " + e.name);
+      }
+    }
+  }
+  for (const auto& rel : impl_->cgroups.children("modhost/" + impl_->scope_label())) {
+    const std::string id = rel.substr(rel.rfind('/') + 1);
+    if (known_services.count(id)) continue;
+    for (int p : impl_->cgroups.pids(rel)) ::kill(p, SIGKILL);
+    if (impl_->cgroups.remove(rel).ok()) report.removed.push_back("cgroup " + rel);
+  }
+  if (auto links = native::netlink::list_links(); links.ok()) {
+    const std::string prefix = "modhost " + impl_->scope_label() + " ";
+    for (const auto& l : links.value()) {
+      if (l.alias.rfind(prefix, 0) != 0 || known_enclaves.count(l.alias.substr(prefix.size()))) continue;
+      if (native::netlink::delete_link(l.name).ok()) report.removed.push_back("bridge " + l.name);
+    }
+  }
+  impl_->remove_forward_rules([&](const std::string& label) {
+    const std::string id = label.substr(label.rfind(' ') + 1);
+    return !known_enclaves.count(id);
+  });
+  return report;
+}
+
+}  // namespace modhost::backend
