@@ -11,6 +11,7 @@
 #include "backends/config_json.hpp"
 #include "backends/docker/docker_impl.hpp"
 #include "backends/docker/mux_stream.hpp"
+#include "backends/readiness.hpp"
 
 namespace modhost::backend {
 
@@ -86,7 +87,6 @@ std::vector<PortSpec> decode_ports(std::string_view s) {
   }
   return out;
 }
-
 
 // Image references go into URL paths as they are (Docker routes name/with/slashes:tag).
 bool valid_reference(std::string_view ref) {
@@ -985,103 +985,25 @@ Status DockerBackend::wait_ready(std::string_view enclave_id, std::string_view n
                                  const ReadinessCheck& check) {
   MODHOST_ASSIGN_OR_RETURN(ServiceRef s, impl_->resolve_service(enclave_id, name));
   const std::string ctx = "service '" + s.name + "' in enclave '" + s.enclave.info.name + "'";
-  ServiceInfo info = impl_->service_info(s.inspect, s.enclave);
-
-  std::uint16_t host_port = 0;
-  PortSpec probed;
-  std::string what;
-  if (check.kind != ReadinessCheck::Kind::exec) {
-    const PublishedPort* chosen = nullptr;
-    for (const auto& p : info.ports) {
-      if ((!check.port.empty() &&
-           (p.port.name == check.port || std::to_string(p.port.number) == check.port)) ||
-          (check.port.empty() && info.ports.size() == 1)) {
-        chosen = &p;
-        break;
-      }
-    }
-    if (chosen == nullptr) {
-      return Error(ErrorCode::invalid_argument, ctx + " has no published port '" + check.port +
-                                                    "' to probe; declare it in the service's ports");
-    }
-    if (chosen->port.protocol != "tcp") {
-      return Error(ErrorCode::invalid_argument, ctx + ": port '" + check.port + "' is not a tcp port");
-    }
-    what = std::string(check.kind == ReadinessCheck::Kind::http ? "http" : "tcp") + " probe of port " +
-           port_key(chosen->port);
-    if (chosen->host_port == 0 && info.status != ServiceStatus::running) {
-      return Error(ErrorCode::failed_precondition, ctx + " is not running");
-    }
-    host_port = chosen->host_port;
-    probed = chosen->port;
-  } else {
-    if (check.command.empty())
-      return Error(ErrorCode::invalid_argument, "an exec readiness check needs a command");
-    what = "exec probe '" + check.command.front() + "'";
-  }
-
-  if (check.initial_delay.count() > 0) std::this_thread::sleep_for(check.initial_delay);
-  const int attempts = std::max(1, check.retries);
-  std::string last_error = "no attempt made";
-  for (int attempt = 1; attempt <= attempts; ++attempt) {
-    if (attempt > 1) std::this_thread::sleep_for(check.interval);
-    // A service that ended will never become ready.
+  ReadinessProbes probes;
+  probes.current = [&]() -> Result<ServiceInfo> {
     MODHOST_ASSIGN_OR_RETURN(json::value state,
                              impl_->api_json(Method::get, "/containers/" + s.container_id + "/json", ctx));
-    ServiceInfo now = impl_->service_info(state, s.enclave);
-    if (now.status == ServiceStatus::exited) {
-      return Error(ErrorCode::failed_precondition, ctx + " exited with code " +
-                                                       std::to_string(now.exit_code.value_or(-1)) +
-                                                       " while waiting for it to be ready");
-    }
-    // The engine picks a new host port when the service restarts.
-    for (const auto& p : now.ports) {
-      if (host_port != 0 && p.port.number == probed.number && p.port.protocol == probed.protocol &&
-          p.host_port != 0) {
-        host_port = p.host_port;
-      }
-    }
-    switch (check.kind) {
-      case ReadinessCheck::Kind::tcp: {
-        Status st = docker::local_tcp_probe(host_port, check.timeout);
-        if (st.ok()) return ok_status();
-        last_error = st.error().message();
-        break;
-      }
-      case ReadinessCheck::Kind::http: {
-        auto r = docker::local_http_get(host_port, check.path, check.timeout);
-        if (!r.ok()) {
-          last_error = r.error().message();
-          break;
-        }
-        if (static_cast<int>(r->status) != check.expected_status) {
-          last_error = "GET " + check.path + " answered HTTP " + std::to_string(r->status) + ", expected " +
-                       std::to_string(check.expected_status);
-          break;
-        }
-        if (!check.body_contains.empty() && r->body.find(check.body_contains) == std::string::npos) {
-          last_error = "GET " + check.path + " answered without '" + check.body_contains + "' in its body";
-          break;
-        }
-        return ok_status();
-      }
-      case ReadinessCheck::Kind::exec: {
-        auto r = impl_->run_exec(s, check.command, check.timeout);
-        if (!r.ok()) {
-          last_error = r.error().message();
-          break;
-        }
-        if (r->exit_code == 0) return ok_status();
-        std::string out = r->output.substr(0, 200);
-        while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-        last_error = "exited with code " + std::to_string(r->exit_code) + (out.empty() ? "" : ": " + out);
-        break;
-      }
-    }
-    impl_->log->debug("{} not ready (attempt {}/{}): {}", ctx, attempt, attempts, last_error);
-  }
-  return Error(ErrorCode::timeout, ctx + " was not ready after " + std::to_string(attempts) + " attempts (" +
-                                       what + "); last attempt: " + last_error);
+    return impl_->service_info(state, s.enclave);
+  };
+  probes.tcp = [](std::uint16_t port, milliseconds timeout) {
+    return docker::local_tcp_probe(port, timeout);
+  };
+  probes.http = [](std::uint16_t port, const std::string& path,
+                   milliseconds timeout) -> Result<std::pair<int, std::string>> {
+    MODHOST_ASSIGN_OR_RETURN(HttpResponse r, docker::local_http_get(port, path, timeout));
+    return std::pair<int, std::string>{static_cast<int>(r.status), std::move(r.body)};
+  };
+  probes.exec = [&](const std::vector<std::string>& argv, milliseconds timeout) {
+    return impl_->run_exec(s, argv, timeout);
+  };
+  probes.log = [&](const std::string& line) { impl_->log->debug("{}", line); };
+  return wait_until_ready(ctx, check, impl_->service_info(s.inspect, s.enclave), probes);
 }
 
 // ---------------------------------------------------------------------------

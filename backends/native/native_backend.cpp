@@ -30,11 +30,13 @@
 #include <thread>
 
 #include "backends/config_json.hpp"
+#include "backends/image/image.hpp"
 #include "backends/native/cgroups.hpp"
 #include "backends/native/image_store.hpp"
 #include "backends/native/netlink.hpp"
 #include "backends/native/records.hpp"
 #include "backends/net.hpp"
+#include "backends/readiness.hpp"
 
 namespace modhost::backend {
 namespace {
@@ -517,6 +519,11 @@ struct NativeBackend::Impl {
     info.enclave_id = eid;
     info.image = str(st, "image");
     info.ip = str(st, "ip");
+    info.labels[kLabelApp] = "modhost";
+    info.labels[kLabelKind] = str(st, "kind");
+    info.labels[kLabelEnclave] = eid;
+    info.labels[kLabelName] = name;
+    info.labels[kLabelCreated] = str(st, "created");
     if (const auto* o = st.if_object()) {
       if (const auto* labels = o->if_contains("labels"); labels && labels->is_object()) {
         for (const auto& [k, v] : labels->get_object()) {
@@ -976,10 +983,7 @@ Result<std::vector<EnclaveInfo>> NativeBackend::list_enclaves() {
 }
 
 Result<EnclaveInfo> NativeBackend::find_enclave(std::string_view id_or_name) {
-  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, impl_->resolve_enclave(id_or_name));
-  if (!e.complete)
-    return Error(ErrorCode::not_found, "enclave '" + e.name + "' is half-made; 'modhost clean' removes it");
-  return e;
+  return impl_->resolve_enclave(id_or_name);
 }
 
 Status NativeBackend::stop_enclave(std::string_view enclave_id) {
@@ -1000,7 +1004,7 @@ Status NativeBackend::remove_enclave(std::string_view enclave_id, bool force) {
   DirLock lock(impl_->mutex, impl_->root + "/.lock");
   if (!force && impl_->enclave_status(e.id) == EnclaveStatus::running) {
     return Error(ErrorCode::failed_precondition,
-                 "enclave '" + e.name + "' has running services; stop it first or remove it with -f");
+                 "enclave '" + e.name + "' has running services; stop it first or use -f");
   }
   return impl_->remove_enclave_locked(e);
 }
@@ -1010,7 +1014,11 @@ Status NativeBackend::remove_enclave(std::string_view enclave_id, bool force) {
 Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, const ServiceConfig& config_in) {
   ServiceConfig config = config_in;
   MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
-  const std::string ctx = "failed to start service '" + config.name + "'";
+  const std::string ctx = "failed to start service '" + config.name + "' in enclave '" + e.name + "'";
+  if (!e.complete) {
+    return Error(ErrorCode::failed_precondition,
+                 ctx + ": the enclave is half-made; 'modhost clean' removes it");
+  }
   if (!valid_name(config.name)) {
     return Error(ErrorCode::invalid_argument, "invalid service name '" + config.name +
                                                   "': use letters, digits, '-', '_' and '.' (at most 63)");
@@ -1045,7 +1053,7 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
     if (image.error().code() == ErrorCode::not_found) {
       return Error(ErrorCode::not_found,
                    ctx + ": image '" + config.image +
-                       "' not found; load it with 'modhost image load --backend native FILE'");
+                       "' not found; load it with 'modhost image load' or 'modhost image pack'");
     }
     return image.error().context(ctx);
   }
@@ -1387,8 +1395,15 @@ Status NativeBackend::wait_ready(std::string_view enclave_id, std::string_view n
   MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
   const std::string name(name_in);
   MODHOST_TRY(impl_->require_service(e.id, name, e));
-  (void)check;
-  return Error(ErrorCode::failed_precondition, "readiness waits are not available on the native backend yet");
+  const std::string ctx = "service '" + name + "' in enclave '" + e.name + "'";
+  ReadinessProbes probes;
+  probes.current = [&]() -> Result<ServiceInfo> { return impl_->service_info(e.id, name); };
+  probes.tcp = loopback_tcp_probe;
+  probes.http = loopback_http_get;
+  probes.exec = [&](const std::vector<std::string>& argv, std::chrono::milliseconds) {
+    return exec(e.id, name, argv);
+  };
+  return wait_until_ready(ctx, check, impl_->service_info(e.id, name), probes);
 }
 
 Result<ServiceConfig> NativeBackend::service_config(std::string_view enclave_id, std::string_view name_in) {
@@ -1398,28 +1413,144 @@ Result<ServiceConfig> NativeBackend::service_config(std::string_view enclave_id,
   return decode_config(str(impl_->service_state(e.id, name), "config"), name);
 }
 
-Status NativeBackend::copy_to_service(std::string_view, std::string_view, std::string_view,
-                                      std::string_view) {
-  return Error(ErrorCode::failed_precondition,
-               "copying files into a service is not available on the native backend yet");
+namespace {
+
+// The host path of PATH inside ROOT, every symlink resolved inside ROOT (an
+// image's symlink cannot lead out of it).
+Result<std::string> resolve_in_root(const std::string& root, const std::string& path) {
+  const int dir = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return Error(ErrorCode::internal, "cannot open " + root + ": " + std::strerror(errno));
+  open_how how{};
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  const int fd = static_cast<int>(::syscall(SYS_openat2, dir, path.c_str(), &how, sizeof how));
+  const int err = errno;
+  ::close(dir);
+  if (fd < 0) {
+    return Error(err == ENOENT || err == ENOTDIR ? ErrorCode::not_found : ErrorCode::internal,
+                 "'" + path + "': " + std::strerror(err));
+  }
+  std::error_code ec;
+  const std::string real = fs::read_symlink("/proc/self/fd/" + std::to_string(fd), ec).string();
+  ::close(fd);
+  if (ec || (real != root && real.rfind(root + "/", 0) != 0)) {
+    return Error(ErrorCode::internal, "'" + path + "' resolves outside the service");
+  }
+  return real;
 }
 
-Result<ArtifactInfo> NativeBackend::store_artifact(std::string_view, std::string_view, std::string_view) {
-  return Error(ErrorCode::failed_precondition, "files artifacts are not available on the native backend yet");
+bool is_gzip(std::string_view data) {
+  return data.size() >= 2 && static_cast<unsigned char>(data[0]) == 0x1f &&
+         static_cast<unsigned char>(data[1]) == 0x8b;
+}
+
+ArtifactInfo artifact_from(const json::value& v, const std::string& eid) {
+  ArtifactInfo a;
+  a.name = str(v, "name");
+  a.enclave_id = eid;
+  a.size_bytes = static_cast<std::uint64_t>(num(v, "size"));
+  a.created = str(v, "created");
+  return a;
+}
+
+}  // namespace
+
+Status NativeBackend::copy_to_service(std::string_view enclave_id, std::string_view name_in,
+                                      std::string_view dir, std::string_view tar) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  MODHOST_ASSIGN_OR_RETURN(std::string sdir, impl_->require_service(e.id, name, e));
+  const std::string ctx = "cannot copy into '" + std::string(dir) + "' of service '" + name + "'";
+  if (dir.empty() || dir[0] != '/')
+    return Error(ErrorCode::invalid_argument, ctx + ": the path must be absolute");
+  auto target = resolve_in_root(sdir + "/rootfs", std::string(dir));
+  if (!target.ok()) return target.error().context(ctx);
+  std::string plain(tar);
+  if (is_gzip(tar)) {
+    auto unzipped = image::gzip_decompress(tar);
+    if (!unzipped.ok()) return Error(ErrorCode::invalid_argument, ctx + ": " + unzipped.error().message());
+    plain = std::move(unzipped).value();
+  }
+  if (Status s = image::extract_tar(plain, target.value()); !s.ok()) return s.error().context(ctx);
+  return ok_status();
+}
+
+Result<ArtifactInfo> NativeBackend::store_artifact(std::string_view enclave_id, std::string_view name_in,
+                                                   std::string_view tgz) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  const std::string ctx = "failed to store files artifact '" + name + "' in enclave '" + e.name + "'";
+  if (!valid_name(name)) {
+    return Error(
+        ErrorCode::invalid_argument,
+        ctx + ": a name has 1-63 letters, digits, '.', '_' or '-' and starts with a letter or digit");
+  }
+  if (!is_gzip(tgz)) {
+    return Error(ErrorCode::invalid_argument, ctx + ": the content is not a gzip-compressed tar (.tgz)");
+  }
+  auto plain = image::gzip_decompress(tgz);
+  if (!plain.ok()) return Error(ErrorCode::invalid_argument, ctx + ": " + plain.error().message());
+  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  const std::string base = impl_->enclave_dir(e.id) + "/artifacts/" + name;
+  if (fs::exists(base + ".json")) {
+    return Error(ErrorCode::already_exists, ctx + ": an artifact with that name already exists");
+  }
+  std::error_code ec;
+  fs::remove_all(base + ".d", ec);
+  if (Status s = image::extract_tar(plain.value(), base + ".d"); !s.ok()) {
+    fs::remove_all(base + ".d", ec);
+    return Error(ErrorCode::invalid_argument, ctx + ": " + s.error().message());
+  }
+  MODHOST_TRY(write_file_atomic(base + ".tgz", tgz));
+  ArtifactInfo info{name, e.id, tgz.size(), now_rfc3339()};
+  // Written last: an artifact without it is half-made and not listed.
+  MODHOST_TRY(write_file_atomic(
+      base + ".json",
+      json::serialize(json::object{{"name", name}, {"size", info.size_bytes}, {"created", info.created}})));
+  return info;
 }
 
 Result<std::vector<ArtifactInfo>> NativeBackend::list_artifacts(std::string_view enclave_id) {
   MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
-  return std::vector<ArtifactInfo>{};
+  std::vector<ArtifactInfo> out;
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(impl_->enclave_dir(e.id) + "/artifacts", ec)) {
+    if (f.path().extension() != ".json") continue;
+    const json::value v = parse_json_file(f.path().string());
+    if (v.is_object()) out.push_back(artifact_from(v, e.id));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
 }
 
-Result<std::string> NativeBackend::download_artifact(std::string_view, std::string_view) {
-  return Error(ErrorCode::failed_precondition, "files artifacts are not available on the native backend yet");
+Result<std::string> NativeBackend::download_artifact(std::string_view enclave_id, std::string_view name_in) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  const std::string base = impl_->enclave_dir(e.id) + "/artifacts/" + name;
+  if (!valid_name(name) || !fs::exists(base + ".json")) {
+    return Error(ErrorCode::not_found, "no files artifact '" + name + "' in enclave '" + e.name + "'");
+  }
+  return read_file(base + ".tgz");
 }
 
-Result<ArtifactInfo> NativeBackend::store_from_service(std::string_view, std::string_view, std::string_view,
-                                                       std::string_view) {
-  return Error(ErrorCode::failed_precondition, "files artifacts are not available on the native backend yet");
+Result<ArtifactInfo> NativeBackend::store_from_service(std::string_view enclave_id, std::string_view service,
+                                                       std::string_view path, std::string_view name) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string sname(service);
+  MODHOST_ASSIGN_OR_RETURN(std::string sdir, impl_->require_service(e.id, sname, e));
+  const std::string ctx = "cannot store '" + std::string(path) + "' of service '" + sname + "'";
+  if (path.empty() || path[0] != '/')
+    return Error(ErrorCode::invalid_argument, ctx + ": the path must be absolute");
+  auto source = resolve_in_root(sdir + "/rootfs", std::string(path));
+  if (!source.ok()) {
+    if (source.error().code() == ErrorCode::not_found) {
+      return Error(ErrorCode::not_found, ctx + ": no such path in the service");
+    }
+    return source.error().context(ctx);
+  }
+  MODHOST_ASSIGN_OR_RETURN(std::string tar, image::tar_tree(source.value()));
+  MODHOST_ASSIGN_OR_RETURN(std::string tgz, image::gzip_compress(tar));
+  return store_artifact(enclave_id, name, tgz);
 }
 
 // --- Images -------------------------------------------------------------------
@@ -1534,7 +1665,7 @@ Result<CleanReport> NativeBackend::clean(bool all) {
     if (remove) {
       MODHOST_TRY(impl_->remove_enclave_locked(e));
       report.removed.push_back(std::string(e.complete ? "enclave " : "half-made enclave ") + e.name + " (" +
-                               e.id.substr(0, 12) + ")");
+                               e.id + ")");
       continue;
     }
     known_enclaves.insert(e.id);

@@ -540,7 +540,10 @@ int main() {
   //    other moved into the child's namespace (it names it eth0).
   if (net == "own") {
     const std::string veth = record(spec, "veth"), peer = record(spec, "peer");
-    modhost::Status s = netlink::create_veth(veth, peer);
+    // The kernel tears a dead container's network namespace down in the
+    // background: the veth of this service's previous run may still exist.
+    modhost::Status s = netlink::delete_link(veth);
+    if (s.ok()) s = netlink::create_veth(veth, peer);
     if (s.ok()) s = netlink::set_master(veth, record(spec, "bridge"));
     if (s.ok()) s = netlink::set_up(veth);
     if (s.ok()) s = netlink::move_to_netns(peer, pid);

@@ -1,7 +1,10 @@
 #include "tests/conformance/backend_factory.hpp"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +21,7 @@
 #include "backends/docker/docker_backend.hpp"
 #include "backends/docker/http_client.hpp"
 #include "backends/image/image.hpp"
+#include "backends/native/native_backend.hpp"
 
 namespace modhost::testing {
 namespace {
@@ -143,6 +147,119 @@ TestBackend make_docker(TestBackend tb) {
   return tb;
 }
 
+// --- native ---
+
+// The scope's resources as the kernel and the file system see them, without
+// the backend: state directories, mounts, cgroups, links, iptables rules.
+std::vector<std::string> native_labelled(const std::string& state_dir, const std::string& scope) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(state_dir + "/enclaves", ec)) {
+    out.push_back("enclave directory " + e.path().filename().string());
+  }
+  std::ifstream mi("/proc/self/mountinfo");
+  for (std::string line; std::getline(mi, line);) {
+    std::istringstream in(line);
+    std::string id, parent, dev, root, mount;
+    in >> id >> parent >> dev >> root >> mount;
+    if (mount.rfind(state_dir + "/", 0) == 0) out.push_back("mount " + mount);
+  }
+  for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer",
+                                "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"}) {
+    for (const auto& c : fs::directory_iterator(std::string(hierarchy) + "/modhost/" + scope, ec)) {
+      if (c.is_directory()) out.push_back("cgroup " + c.path().string());
+    }
+  }
+  // Links carry "modhost SCOPE ..." as their alias.
+  std::ifstream links("/proc/net/dev");
+  for (std::string line; std::getline(links, line);) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    name.erase(0, name.find_first_not_of(' '));
+    std::ifstream alias("/sys/class/net/" + name + "/ifalias");
+    std::string a;
+    std::getline(alias, a);
+    if (a.rfind("modhost " + scope + " ", 0) == 0) out.push_back("link " + name);
+  }
+  if (FILE* p = ::popen("iptables -w -S FORWARD 2>/dev/null", "r")) {
+    char buf[1024];
+    while (std::fgets(buf, sizeof buf, p)) {
+      if (std::string(buf).find("modhost " + scope + " ") != std::string::npos)
+        out.push_back(std::string("iptables rule ") + buf);
+    }
+    ::pclose(p);
+  }
+  return out;
+}
+
+TestBackend make_native(TestBackend tb) {
+  if (::geteuid() != 0) {
+    tb.skip_reason = "the native backend needs root";
+    return tb;
+  }
+  backend::NativeOptions options;
+  options.scope = tb.scope;
+  // One image store for every test of the run (the test image loads once).
+  options.image_dir = "/var/lib/modhost/native-test-images";
+  auto made = backend::NativeBackend::create(options);
+  if (!made.ok()) {
+    tb.skip_reason = made.error().message();
+    return tb;
+  }
+  const std::string state_dir = made.value()->state_dir();
+  const std::string scope = tb.scope;
+  tb.backend = std::move(made).value();
+  tb.list_labelled = [state_dir, scope]() -> Result<std::vector<std::string>> {
+    return native_labelled(state_dir, scope);
+  };
+  tb.purge = [state_dir, scope]() {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer",
+                                  "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"}) {
+      const std::string base = std::string(hierarchy) + "/modhost/" + scope;
+      for (const auto& c : fs::directory_iterator(base, ec)) {
+        std::ifstream procs(c.path() / "cgroup.procs");
+        for (int pid = 0; procs >> pid;) ::kill(pid, SIGKILL);
+      }
+    }
+    for (const auto& l : native_labelled(state_dir, scope)) {
+      if (l.rfind("mount ", 0) == 0) ::umount2(l.substr(6).c_str(), MNT_DETACH);
+      if (l.rfind("link ", 0) == 0)
+        (void)std::system(("ip link del " + l.substr(5) + " 2>/dev/null").c_str());
+    }
+    for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer",
+                                  "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"}) {
+      const std::string base = std::string(hierarchy) + "/modhost/" + scope;
+      for (const auto& c : fs::directory_iterator(base, ec)) ::rmdir(c.path().c_str());
+      ::rmdir(base.c_str());
+    }
+    fs::remove_all(state_dir, ec);
+  };
+  tb.make_half_made_enclave = [state_dir, scope](const std::string& name) -> Status {
+    // What a crash between writing the state and marking it ready leaves:
+    // the state without "ready", and the bridge.
+    const std::string id = random_suffix(32);
+    const std::string dir = state_dir + "/enclaves/" + id;
+    std::filesystem::create_directories(dir + "/services");
+    std::ofstream(dir + "/enclave.json") << json::serialize(json::object{{"id", id},
+                                                                         {"name", name},
+                                                                         {"created", now_rfc3339()},
+                                                                         {"subnet", "10.213.255.0/24"},
+                                                                         {"gateway", "10.213.255.1"},
+                                                                         {"state", "creating"}});
+    const std::string bridge = "mhb" + id.substr(0, 12);
+    if (std::system(("ip link add " + bridge + " type bridge && ip link set " + bridge + " alias 'modhost " +
+                     scope + " " + id + "'")
+                        .c_str()) != 0) {
+      return Error(ErrorCode::internal, "cannot make bridge " + bridge);
+    }
+    return ok_status();
+  };
+  return tb;
+}
 }  // namespace
 
 std::string random_suffix(std::size_t chars) {
@@ -157,6 +274,7 @@ TestBackend make_backend_for_test(const std::string& name) {
   TestBackend tb;
   tb.scope = "test-" + random_suffix(10);
   if (name == "docker") return make_docker(std::move(tb));
+  if (name == "native") return make_native(std::move(tb));
   tb.skip_reason = "unknown backend '" + name + "'";
   return tb;
 }

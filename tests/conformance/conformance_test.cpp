@@ -584,7 +584,7 @@ TEST_P(BackendConformance, BadInputIsRefusedClearly) {
   ASSERT_OK(b_->remove_enclave(e.id, false));
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, BackendConformance, ::testing::Values("docker"),
+INSTANTIATE_TEST_SUITE_P(Backends, BackendConformance, ::testing::Values("docker", "native"),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 }  // namespace
