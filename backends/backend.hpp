@@ -51,6 +51,12 @@ struct EnclaveInfo {
   bool complete = true;  // false: half-made (a crash during creation)
 };
 
+struct ImageInfo {
+  std::string id;
+  std::vector<std::string> references;  // name:tag
+  std::uint64_t size_bytes = 0;
+};
+
 struct ArtifactInfo {
   std::string name;
   std::string enclave_id;
@@ -136,6 +142,18 @@ class Backend {
   // Loads an image archive (docker-save format) into the backend.
   virtual Status load_image(std::string_view archive_path) = 0;
   virtual Result<bool> image_exists(std::string_view reference) = 0;
+  // The images the backend holds, and removing one (a reference; the image
+  // goes with its last reference). Backends that share their store with
+  // other tools (Docker) need not offer these.
+  virtual Result<std::vector<ImageInfo>> list_images() {
+    return Error(ErrorCode::failed_precondition,
+                 "the " + std::string(name()) + " backend does not list images here; use its own tools");
+  }
+  virtual Status remove_image(std::string_view reference) {
+    return Error(ErrorCode::failed_precondition,
+                 "the " + std::string(name()) + " backend does not remove images here; use its own tools (" +
+                     std::string(reference) + ")");
+  }
 
   // --- Events ---
   // The enclave's container events since it was made, oldest first; with

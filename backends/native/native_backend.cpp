@@ -1570,6 +1570,33 @@ Result<bool> NativeBackend::image_exists(std::string_view reference) {
   return found.error();
 }
 
+Result<std::vector<ImageInfo>> NativeBackend::list_images() {
+  MODHOST_ASSIGN_OR_RETURN(ImageStore * store, impl_->image_store());
+  MODHOST_ASSIGN_OR_RETURN(auto images, store->list());
+  std::vector<ImageInfo> out;
+  for (const auto& i : images) out.push_back(ImageInfo{i.id, i.references, i.size_bytes});
+  return out;
+}
+
+Status NativeBackend::remove_image(std::string_view reference) {
+  MODHOST_ASSIGN_OR_RETURN(ImageStore * store, impl_->image_store());
+  // Layers in use by a service's rootfs stay on disk (the overlay holds
+  // them open); refuse rather than pull them from under it.
+  MODHOST_ASSIGN_OR_RETURN(native::StoredImage image, store->find(reference));
+  for (const auto& e : impl_->all_enclaves()) {
+    for (const auto& name : impl_->service_names(e.id)) {
+      const std::string ref = str(impl_->service_state(e.id, name), "image");
+      auto used = store->find(ref);
+      if (used.ok() && used->id == image.id && image.references.size() <= 1) {
+        return Error(ErrorCode::failed_precondition, "image '" + std::string(reference) +
+                                                         "' is used by service '" + name + "' in enclave '" +
+                                                         e.name + "'; remove it first");
+      }
+    }
+  }
+  return store->remove(reference);
+}
+
 // --- Events -------------------------------------------------------------------
 
 Status NativeBackend::events(std::string_view enclave_id, bool follow, const EventSink& sink) {

@@ -75,6 +75,8 @@ class NativeBackend final : public Backend {
 
   Status load_image(std::string_view archive_path) override;
   Result<bool> image_exists(std::string_view reference) override;
+  Result<std::vector<ImageInfo>> list_images() override;
+  Status remove_image(std::string_view reference) override;
 
   Status events(std::string_view enclave_id, bool follow, const EventSink& sink) override;
   Result<std::optional<int>> network_namespace_pid(std::string_view enclave_id,

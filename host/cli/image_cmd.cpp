@@ -1,4 +1,4 @@
-// `modhost image pack|load`: images without a registry.
+// `modhost image pack|load|ls|rm`: images without a registry.
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -8,6 +8,7 @@
 
 #include "backends/image/image.hpp"
 #include "cli/cli.hpp"
+#include "cli/views.hpp"
 #include "engine/engine.hpp"
 
 namespace modhost::cli {
@@ -84,6 +85,31 @@ int run_pack(const GlobalOptions& g, const PackArgs& a) {
   return kExitOk;
 }
 
+int run_image_ls(const GlobalOptions& g) {
+  auto b = get_backend(g);
+  if (!b.ok()) return fail(g, b.error());
+  auto images = b.value()->list_images();
+  if (!images.ok()) return fail(g, images.error());
+  if (g.json()) {
+    boost::json::array arr;
+    for (const auto& i : images.value()) {
+      boost::json::array refs;
+      for (const auto& r : i.references) refs.emplace_back(r);
+      arr.push_back(boost::json::object{{"id", i.id}, {"references", refs}, {"sizeBytes", i.size_bytes}});
+    }
+    print_json(boost::json::object{{"images", arr}});
+    return kExitOk;
+  }
+  Table t({"ID", "REFERENCES", "SIZE"});
+  for (const auto& i : images.value()) {
+    std::string refs;
+    for (const auto& r : i.references) refs += (refs.empty() ? "" : ", ") + r;
+    t.row({i.id.substr(0, 12), refs.empty() ? "<none>" : refs, std::to_string(i.size_bytes / 1024) + " KiB"});
+  }
+  t.print();
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_image_commands(CLI::App& app, GlobalOptions& g) {
@@ -113,6 +139,25 @@ void add_image_commands(CLI::App& app, GlobalOptions& g) {
       print_json(boost::json::object{{"loaded", *file}});
     else
       std::printf("Loaded %s\n", file->c_str());
+  });
+
+  image
+      ->add_subcommand("ls",
+                       "List the images of the backend (native; Docker's are listed by 'docker images')")
+      ->callback([&g] { g_exit_code = run_image_ls(g); });
+
+  auto refs = std::make_shared<std::vector<std::string>>();
+  CLI::App* rm =
+      image->add_subcommand("rm", "Remove images (native backend): a reference, or the image with its last");
+  rm->add_option("reference", *refs, "Image reference NAME:TAG or id")->required();
+  rm->callback([&g, refs] {
+    auto b = get_backend(g);
+    if (!b.ok()) return void(g_exit_code = fail(g, b.error()));
+    for (const auto& r : *refs) {
+      if (Status s = b.value()->remove_image(r); !s.ok()) return void(g_exit_code = fail(g, s.error()));
+      if (!g.json()) std::printf("Removed %s\n", r.c_str());
+    }
+    if (g.json()) print_json(boost::json::object{{"removed", boost::json::value_from(*refs)}});
   });
 }
 
