@@ -369,6 +369,9 @@ struct NativeBackend::Impl {
   std::string service_dir(const std::string& eid, const std::string& name) const {
     return enclave_dir(eid) + "/services/" + name;
   }
+  // A service's exec socket: short, whatever the names (a unix socket path
+  // has 107 bytes at most).
+  std::string ctl_socket(const std::string& service_id) const { return runtime + "/sock/" + service_id; }
   std::string cgroup_of(const std::string& service_id) const {
     return "modhost/" + scope_label() + "/" + service_id;
   }
@@ -626,7 +629,7 @@ struct NativeBackend::Impl {
     add("init", init_binary);
     add("hostname", name);
     add("log", dir + "/log");
-    add("ctl", dir + "/ctl.sock");
+    add("ctl", ctl_socket(id));
     add("exit_file", dir + "/exit");
     add("events", enclave_dir(eid) + "/events");
     for (const auto& d : cgroups.dirs(cgroup_of(id))) add("cgroup", d);
@@ -824,6 +827,7 @@ struct NativeBackend::Impl {
                    "cannot unmount the rootfs of '" + name + "': " + std::strerror(errno));
     }
     if (!id.empty()) {
+      ::unlink(ctl_socket(id).c_str());
       MODHOST_TRY(cgroups.remove(cgroup_of(id)));
       MODHOST_TRY(native::netlink::delete_link("mhv" + id.substr(0, 12)));
     }
@@ -907,6 +911,7 @@ Result<std::unique_ptr<NativeBackend>> NativeBackend::create(const NativeOptions
   impl->root = impl->runtime + "/" + scope;
   std::error_code ec;
   fs::create_directories(impl->root + "/enclaves", ec);
+  fs::create_directories(impl->runtime + "/sock", ec);
   if (ec) return Error(ErrorCode::failed_precondition, "cannot make " + impl->root + ": " + ec.message());
   ::chmod(impl->runtime.c_str(), 0700);
   return std::unique_ptr<NativeBackend>(new NativeBackend(std::move(impl)));
@@ -1301,7 +1306,7 @@ Result<ExecResult> NativeBackend::exec(std::string_view enclave_id, std::string_
   const int sock = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  const std::string path = dir + "/ctl.sock";
+  const std::string path = impl_->ctl_socket(str(impl_->service_state(e.id, name), "id"));
   std::memcpy(addr.sun_path, path.c_str(), std::min(path.size() + 1, sizeof addr.sun_path - 1));
   if (sock < 0 || ::connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     const int err = errno;

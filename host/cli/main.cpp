@@ -21,7 +21,10 @@ int main(int argc, char** argv) {
                  "Log level: trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error"}))
       ->capture_default_str();
-  app.add_option("--backend", g.backend, "Container backend: auto (Docker when it answers, else native as root), docker or native")
+  app.add_option("--backend", g.backend,
+                 "Container backend: auto (Docker when it answers, else native as root), docker or native\n"
+                 "(default $MODHOST_BACKEND, else auto)")
+      ->envname("MODHOST_BACKEND")
       ->check(CLI::IsMember({"auto", "docker", "native"}))
       ->capture_default_str();
   app.add_option(

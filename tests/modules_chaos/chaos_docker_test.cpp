@@ -85,6 +85,15 @@ class ChaosDocker : public modhost::test::DockerCliTest {
 
   // The container state Docker reports: running, paused, exited; "" when gone.
   std::string state(const std::string& enclave_id, const std::string& service) {
+    if (modhost::test::native_backend()) {
+      auto r = mh({"-o", "json", "service", "inspect", enclave_id, service});
+      if (r.exit_code != 0) return "";
+      boost::system::error_code ec;
+      auto v = boost::json::parse(r.out, ec);
+      if (ec || !v.is_object()) return "";
+      std::string status(v.at("status").as_string());
+      return status == "stopped" ? "exited" : status;  // Docker calls both exited
+    }
     auto r =
         run_command({kDocker, "ps", "-a", "--filter", "label=io.modhost.scope=" + scope_, "--filter",
                      "label=io.modhost.enclave=" + enclave_id, "--filter", "label=io.modhost.name=" + service,

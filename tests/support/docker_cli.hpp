@@ -5,10 +5,12 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <random>
 #include <string>
@@ -24,8 +26,50 @@ inline const std::string kBusyboxImage = "modhost/busybox:1";
 
 inline bool docker_answers() { return run_command({"/usr/bin/docker", "info"}).exit_code == 0; }
 
+// The native backend's state directory of a scope.
+inline std::string native_state_dir(const std::string& scope) {
+  const char* root = std::getenv("MODHOST_NATIVE_DIR");
+  return std::string(root && *root ? root : "/run/modhost/native") + "/" + scope;
+}
+
+// Everything of one scope on the native backend, as the kernel and the file
+// system see it: enclave directories, links labelled with the scope (their
+// alias), cgroups, mounts.
+inline std::string native_labelled(const std::string& scope) {
+  std::string out;
+  std::error_code ec;
+  const std::string dir = native_state_dir(scope);
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/enclaves", ec)) {
+    out += "enclave " + e.path().filename().string() + "\n";
+  }
+  for (const auto& l : std::filesystem::directory_iterator("/sys/class/net", ec)) {
+    std::ifstream alias(l.path() / "ifalias");
+    std::string a;
+    std::getline(alias, a);
+    if (a.rfind("modhost " + scope + " ", 0) == 0) out += "link " + l.path().filename().string() + "\n";
+  }
+  for (const char* h :
+       {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer", "/sys/fs/cgroup"}) {
+    for (const auto& c : std::filesystem::directory_iterator(std::string(h) + "/modhost/" + scope, ec)) {
+      if (c.is_directory()) out += "cgroup " + c.path().string() + "\n";
+    }
+  }
+  std::ifstream mounts("/proc/self/mountinfo");
+  for (std::string line; std::getline(mounts, line);) {
+    if (line.find(" " + dir + "/") != std::string::npos) out += "mount " + line + "\n";
+  }
+  return out;
+}
+
+// MODHOST_TEST_BACKEND=native runs a suite on the native backend instead.
+inline bool native_backend() {
+  const char* v = std::getenv("MODHOST_TEST_BACKEND");
+  return v != nullptr && std::string(v) == "native";
+}
+
 // Containers of one label scope (of one kind, if given), as Docker lists them.
 inline std::string scoped_containers(const std::string& scope, const std::string& kind = "") {
+  if (native_backend()) return "";  // no containers of Docker's; native_labelled() tells the rest
   std::vector<std::string> args = {"/usr/bin/docker", "ps", "-aq", "--filter",
                                    "label=io.modhost.scope=" + scope};
   if (!kind.empty()) args.insert(args.end(), {"--filter", "label=io.modhost.kind=" + kind});
@@ -34,6 +78,7 @@ inline std::string scoped_containers(const std::string& scope, const std::string
 
 // Every container, network and volume of one label scope.
 inline std::string labelled(const std::string& scope) {
+  if (native_backend()) return native_labelled(scope);
   std::string filter = "label=io.modhost.scope=" + scope;
   return scoped_containers(scope) +
          run_command({"/usr/bin/docker", "network", "ls", "-q", "--filter", filter}).out +
@@ -44,15 +89,22 @@ class DockerCliTest : public ::testing::Test {
  protected:
   // Loads image archives the build packed (build/images/NAME) once per suite.
   static void load_images(std::initializer_list<const char*> archives) {
-    if (!docker_answers()) return;
+    if (native_backend() ? ::geteuid() != 0 : !docker_answers()) return;
     for (const char* archive : archives) {
+      // Every modhost the suite runs takes the backend from the environment.
+      if (native_backend()) ::setenv("MODHOST_BACKEND", "native", 1);
       auto r = run_command({kModhostCli, "image", "load", std::string(MODHOST_IMAGE_DIR) + "/" + archive});
       ASSERT_EQ(r.exit_code, 0) << archive << ": " << r.err;
     }
   }
 
   void SetUp() override {
-    if (!docker_answers()) GTEST_SKIP() << "no Docker engine answers (scripts/start-docker starts one)";
+    if (native_backend()) {
+      if (::geteuid() != 0) GTEST_SKIP() << "the native backend needs root";
+      ::setenv("MODHOST_BACKEND", "native", 1);
+    } else if (!docker_answers()) {
+      GTEST_SKIP() << "no Docker engine answers (scripts/start-docker starts one)";
+    }
     std::random_device rd;
     scope_ = "test" + std::to_string(rd() % 100000000);
     ::setenv("MODHOST_SCOPE", scope_.c_str(), 1);
