@@ -828,18 +828,37 @@ struct NativeBackend::Impl {
     }
     if (!id.empty()) {
       ::unlink(ctl_socket(id).c_str());
+      // A service whose start was cut short (the host process killed) has
+      // processes but no record of them: its cgroup knows them all.
+      for (int attempt = 0; attempt < 200; ++attempt) {
+        const auto pids = cgroups.pids(cgroup_of(id));
+        if (pids.empty()) break;
+        if (cgroups.frozen(cgroup_of(id))) (void)cgroups.freeze(cgroup_of(id), false);
+        for (int p : pids) ::kill(p, SIGKILL);
+        std::this_thread::sleep_for(5ms);
+      }
       MODHOST_TRY(cgroups.remove(cgroup_of(id)));
       MODHOST_TRY(native::netlink::delete_link("mhv" + id.substr(0, 12)));
     }
     return ok_status();
   }
 
+  // rm -rf, retried: a shim that is ending may still write its exit record
+  // into the directory meanwhile.
+  static Status remove_tree(const std::string& path, const std::string& what) {
+    std::error_code ec;
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      ec.clear();
+      fs::remove_all(path, ec);
+      if (!ec && !fs::exists(path)) return ok_status();
+      std::this_thread::sleep_for(10ms);
+    }
+    return Error(ErrorCode::internal, "cannot remove " + what + ": " + ec.message());
+  }
+
   Status remove_service_locked(const std::string& eid, const std::string& name, const std::string& kind) {
     MODHOST_TRY(teardown(eid, name));
-    std::error_code ec;
-    fs::remove_all(service_dir(eid, name), ec);
-    if (ec)
-      return Error(ErrorCode::internal, "cannot remove the files of service '" + name + "': " + ec.message());
+    MODHOST_TRY(remove_tree(service_dir(eid, name), "the files of service '" + name + "'"));
     write_hosts(eid);
     event(eid, kind.empty() ? "service" : kind, name, "destroy");
     return ok_status();
@@ -855,10 +874,7 @@ struct NativeBackend::Impl {
       (void)::umount2((d.path() / "rootfs").c_str(), MNT_DETACH);
     }
     MODHOST_TRY(remove_bridge(e.id));
-    fs::remove_all(enclave_dir(e.id), ec);
-    if (ec)
-      return Error(ErrorCode::internal,
-                   "cannot remove the files of enclave '" + e.name + "': " + ec.message());
+    MODHOST_TRY(remove_tree(enclave_dir(e.id), "the files of enclave '" + e.name + "'"));
     return ok_status();
   }
 };

@@ -1,0 +1,144 @@
+// The native backend's faults as a user meets them through the CLI: a
+// memory limit exceeded, programs that cannot run, a corrupt image, the
+// host process SIGKILLed with services running, no root. Each test works in
+// its own scope; afterwards nothing of it may be left: no enclave state,
+// link, cgroup, mount or process (the fixture checks the first four, the
+// tests the processes).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "support/docker_cli.hpp"
+
+using modhost::test::run_command;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string& kBusybox = modhost::test::kBusyboxImage;
+
+class NativeCli : public modhost::test::DockerCliTest {
+ protected:
+  static void SetUpTestSuite() {
+    ::setenv("MODHOST_TEST_BACKEND", "native", 1);
+    load_images({"modhost-busybox.tar"});
+  }
+
+  void TearDown() override {
+    DockerCliTest::TearDown();
+    EXPECT_EQ(processes_of_scope(), 0) << "a process of the scope outlived clean";
+  }
+
+  // Processes in the scope's cgroups (every process a service ever ran).
+  int processes_of_scope() const {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& p : std::filesystem::directory_iterator("/proc", ec)) {
+      std::ifstream cg(p.path() / "cgroup");
+      std::string text((std::istreambuf_iterator<char>(cg)), {});
+      if (text.find("/modhost/" + scope_ + "/") != std::string::npos) ++n;
+    }
+    return n;
+  }
+
+  std::string status(const std::string& enclave, const std::string& service) {
+    auto r = mh({"-o", "json", "service", "inspect", enclave, service});
+    if (r.exit_code != 0) return "";
+    return std::string(boost::json::parse(r.out).at("status").as_string());
+  }
+
+  bool wait_status(const std::string& enclave, const std::string& service, const std::string& want) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (status(enclave, service) == want) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  }
+};
+
+TEST_F(NativeCli, AServiceOverItsMemoryLimitIsOomKilledAndTheEventSaysSo) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "mem"}).exit_code, 0);
+  auto r = mh({"service", "add", "mem", "hog", kBusybox, "--memory", "32m", "--", "sh", "-c",
+               "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived; sleep 100"});
+  // Depending on how fast it grows, the start check or the wait below sees it die.
+  if (r.exit_code == 0) {
+    ASSERT_TRUE(wait_status("mem", "hog", "exited"));
+  }
+  auto events = mh_json({"enclave", "events", "mem"});
+  bool oom = false, died = false;
+  for (const auto& e : events.as_array()) {
+    if (e.at("subject") != "hog") continue;
+    if (e.at("action") == "oom") oom = true;
+    if (e.at("action") == "die") {
+      died = true;
+      EXPECT_EQ(e.at("attributes").at("exitCode"), "137") << e;
+    }
+  }
+  EXPECT_TRUE(oom) << events;
+  EXPECT_TRUE(died) << events;
+  EXPECT_EQ(mh({"service", "logs", "mem", "hog"}).out.find("survived"), std::string::npos);
+}
+
+TEST_F(NativeCli, ProgramsThatCannotRunAreOneLineErrorsAndLeaveNothing) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "bad"}).exit_code, 0);
+  expect_error(mh({"service", "add", "bad", "missing", kBusybox, "--entrypoint", "/no/such/binary"}), 5,
+               "No such file or directory");
+  expect_error(mh({"service", "add", "bad", "notexec", kBusybox, "--entrypoint", "/etc/passwd"}), 5,
+               "Permission denied");
+  expect_error(mh({"service", "add", "bad", "noimage", "modhost/not-there:1"}), 4, "not found");
+  expect_error(mh({"service", "add", "bad", "udp", kBusybox, "--ports", "dns=53/udp"}), 3, "tcp ports only");
+  auto ls = mh_json({"service", "ls", "bad"});
+  EXPECT_TRUE(ls.at("services").as_array().empty()) << ls;
+}
+
+TEST_F(NativeCli, ACorruptImageArchiveIsRefusedAndTheStoreIsUnchanged) {
+  const auto before = mh({"image", "ls"}).out;
+  const std::string path = "/tmp/modhost-truncated-" + scope_ + ".tar";
+  {
+    std::ifstream in(std::string(MODHOST_IMAGE_DIR) + "/modhost-busybox.tar", std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(path, std::ios::binary) << data.substr(0, data.size() / 2);
+  }
+  auto r = mh({"image", "load", path});
+  std::filesystem::remove(path);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("error: "), std::string::npos) << r.err;
+  EXPECT_EQ(mh({"image", "ls"}).out, before);
+}
+
+TEST_F(NativeCli, ServicesOutliveAKilledHostProcessAndCleanRemovesEverything) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "crash"}).exit_code, 0);
+  ASSERT_EQ(mh({"service", "add", "crash", "keeps", kBusybox, "--", "sleep", "3600"}).exit_code, 0);
+  // SIGKILL the CLI in the middle of adding services, at several points.
+  for (int delay_ms : {0, 5, 15, 40}) {
+    auto bg = modhost::test::spawn({modhost::test::kModhostCli, "service", "add", "crash",
+                                    "half" + std::to_string(delay_ms), kBusybox, "--", "sleep", "3600"},
+                                   scope_ + "-" + std::to_string(delay_ms));
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    ::kill(bg.pid, SIGKILL);
+    modhost::test::wait_exit(bg.pid, 10s);
+  }
+  // What ran before the crash still runs, seen by a fresh process.
+  EXPECT_EQ(status("crash", "keeps"), "running");
+  auto r = mh({"clean", "--all"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(modhost::test::labelled(scope_), "");
+  EXPECT_EQ(processes_of_scope(), 0);
+}
+
+TEST_F(NativeCli, WithoutRootTheNativeBackendSaysWhatItNeeds) {
+  // The same binary as an unprivileged user.
+  auto r = run_command({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        modhost::test::kModhostCli, "--backend", "native", "enclave", "ls"});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("needs root"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+}  // namespace
