@@ -1183,20 +1183,29 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
   impl_->event(e.id, config.kind, config.name, "create");
   if (Status s = impl_->spawn(e.id, config.name, e); !s.ok()) return s.error().context(ctx);
 
-  // 5. A process that exits at once is a failed start: its last words.
-  const auto deadline =
-      std::chrono::steady_clock::now() + (config.kind == "module" ? 0ms : impl_->options.startup_check);
-  while (true) {
-    ServiceInfo now = impl_->service_info(e.id, config.name);
-    if (now.status != ServiceStatus::running) {
-      (void)impl_->wait_exit(e.id, config.name, 1000ms);
-      now = impl_->service_info(e.id, config.name);
-      return Error(ErrorCode::failed_precondition, ctx + ": it exited at once with code " +
-                                                       std::to_string(now.exit_code.value_or(-1)) +
-                                                       "; its last output: " + last_words(dir + "/log"));
+  // 5. A process that exits at once is a failed start: its last words. The
+  //    container's PID 1 ends as soon as the program does; a pidfd says
+  //    when, without polling.
+  const auto window = config.kind == "module" ? 0ms : impl_->options.startup_check;
+  {
+    const json::value run = parse_json_file(dir + "/run.json");
+    const int pid = static_cast<int>(num(run, "pid"));
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd >= 0) {
+      if (alive(pid, str(run, "pid_start"))) {
+        pollfd p{pidfd, POLLIN, 0};
+        while (::poll(&p, 1, static_cast<int>(window.count())) < 0 && errno == EINTR) {
+        }
+      }
+      ::close(pidfd);
     }
-    if (std::chrono::steady_clock::now() >= deadline) break;
-    std::this_thread::sleep_for(5ms);
+  }
+  if (ServiceInfo now = impl_->service_info(e.id, config.name); now.status != ServiceStatus::running) {
+    (void)impl_->wait_exit(e.id, config.name, 1000ms);
+    now = impl_->service_info(e.id, config.name);
+    return Error(ErrorCode::failed_precondition, ctx + ": it exited at once with code " +
+                                                     std::to_string(now.exit_code.value_or(-1)) +
+                                                     "; its last output: " + last_words(dir + "/log"));
   }
   state["state"] = "ready";
   MODHOST_TRY(write_file_atomic(dir + "/service.json", json::serialize(state)));

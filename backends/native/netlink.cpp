@@ -184,7 +184,7 @@ Status create_bridge(const std::string& name) {
   return talk(m, "cannot create bridge '" + name + "'");
 }
 
-Status create_veth(const std::string& name, const std::string& peer) {
+Status create_veth(const std::string& name, const std::string& peer, int peer_pid) {
   Message m(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
   m.fixed<ifinfomsg>()->ifi_family = AF_UNSPEC;
   m.put_string(IFLA_IFNAME, name);
@@ -194,6 +194,7 @@ Status create_veth(const std::string& name, const std::string& peer) {
   auto* p = m.begin(VETH_INFO_PEER);
   m.fixed<ifinfomsg>()->ifi_family = AF_UNSPEC;
   m.put_string(IFLA_IFNAME, peer);
+  if (peer_pid > 0) m.put_u32(IFLA_NET_NS_PID, static_cast<std::uint32_t>(peer_pid));
   m.end(p);
   m.end(data);
   m.end(li);

@@ -12,7 +12,10 @@
 namespace modhost::backend::native::netlink {
 
 Status create_bridge(const std::string& name);
-Status create_veth(const std::string& name, const std::string& peer);
+// A veth pair; with `peer_pid` > 0 the peer is made directly in that
+// process's network namespace (moving it there afterwards costs the kernel
+// a network-wide synchronisation, tens of milliseconds).
+Status create_veth(const std::string& name, const std::string& peer, int peer_pid = 0);
 // Deletes a link; a link that is not there is not an error.
 Status delete_link(const std::string& name);
 Status set_up(const std::string& name);

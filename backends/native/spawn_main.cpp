@@ -115,8 +115,18 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
 [[noreturn]] void container(const Records& spec, int go_fd, int init_fd, int ctl_fd, int log_fd,
                             int join_fd) {
-  // 1. Wait until the parent has put us in our cgroups and given us our
-  //    network link. End of file: the parent failed and reported why.
+  // 0. Into the service's cgroups ("0": the writer itself), while the
+  //    parent makes the network link: the kernel's first write to a
+  //    cgroup.procs after a while waits out an RCU grace period.
+  for (const std::string& dir : all_records(spec, "cgroup")) {
+    const std::string procs = dir + "/cgroup.procs";
+    const int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0", 1) != 1) fail("cannot join cgroup " + dir);
+    ::close(fd);
+  }
+
+  // 1. Wait until the parent has given us our network link. End of file:
+  //    the parent failed and reported why.
   char go = 0;
   if (::read(go_fd, &go, 1) != 1) ::_exit(1);
   ::close(go_fd);
@@ -523,30 +533,16 @@ int main() {
   const int sfd = ::signalfd(-1, &mask, SFD_CLOEXEC);
   check(sfd >= 0, "signalfd");
 
-  // 4. Into its cgroups, before it runs anything.
-  for (const std::string& dir : all_records(spec, "cgroup")) {
-    const std::string procs = dir + "/cgroup.procs";
-    const int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || ::write(fd, std::to_string(pid).c_str(), std::to_string(pid).size()) < 0) {
-      const int err = errno;
-      if (fd >= 0) ::close(fd);
-      ::kill(pid, SIGKILL);
-      fail("cannot join cgroup " + dir, err);
-    }
-    ::close(fd);
-  }
-
-  // 5. Its network link: a veth pair, one end on the enclave's bridge, the
+  // 4. Its network link: a veth pair, one end on the enclave's bridge, the
   //    other moved into the child's namespace (it names it eth0).
   if (net == "own") {
     const std::string veth = record(spec, "veth"), peer = record(spec, "peer");
     // The kernel tears a dead container's network namespace down in the
     // background: the veth of this service's previous run may still exist.
     modhost::Status s = netlink::delete_link(veth);
-    if (s.ok()) s = netlink::create_veth(veth, peer);
+    if (s.ok()) s = netlink::create_veth(veth, peer, pid);
     if (s.ok()) s = netlink::set_master(veth, record(spec, "bridge"));
     if (s.ok()) s = netlink::set_up(veth);
-    if (s.ok()) s = netlink::move_to_netns(peer, pid);
     if (!s.ok()) {
       ::kill(pid, SIGKILL);
       (void)netlink::delete_link(veth);
@@ -554,7 +550,7 @@ int main() {
     }
   }
 
-  // 6. Its published ports: a listener on 127.0.0.1 at a free port each.
+  // 5. Its published ports: a listener on 127.0.0.1 at a free port each.
   std::vector<Listener> listeners;
   std::string ports_report;
   for (const std::string& p : all_records(spec, "port")) {
@@ -574,7 +570,7 @@ int main() {
     ports_report += "port " + p + " " + std::to_string(ntohs(a.sin_port)) + "\n";
   }
 
-  // 7. Go. The report pipe then belongs to stage3, which says whether the
+  // 6. Go. The report pipe then belongs to stage3, which says whether the
   //    service's program started.
   write_all(kReportFd, "pid " + std::to_string(pid) + "\n" + ports_report);
   check(::write(go[1], "g", 1) == 1, "cannot wake the container");
