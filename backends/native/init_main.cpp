@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/native/fd_io.hpp"
 #include "backends/native/records.hpp"
 
 namespace {
@@ -37,8 +38,10 @@ namespace {
 using modhost::backend::native::all_records;
 using modhost::backend::native::decode_records;
 using modhost::backend::native::encode_records;
+using modhost::backend::native::read_all;
 using modhost::backend::native::record;
 using modhost::backend::native::Records;
+using modhost::backend::native::write_all;
 
 constexpr int kConfigFd = 3;
 constexpr int kExecSocketFd = 4;
@@ -51,28 +54,6 @@ struct Process {
   uid_t uid = 0;
   gid_t gid = 0;
 };
-
-void write_all(int fd, const std::string& s) {
-  std::size_t done = 0;
-  while (done < s.size()) {
-    const ssize_t n = ::write(fd, s.data() + done, s.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    done += static_cast<std::size_t>(n);
-  }
-}
-
-std::string read_all(int fd) {
-  std::string out;
-  char buf[4096];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  return out;
-}
 
 std::vector<char*> c_strings(std::vector<std::string>& v) {
   std::vector<char*> out;

@@ -32,6 +32,7 @@
 #include "backends/config_json.hpp"
 #include "backends/image/image.hpp"
 #include "backends/native/cgroups.hpp"
+#include "backends/native/fd_io.hpp"
 #include "backends/native/image_store.hpp"
 #include "backends/native/netlink.hpp"
 #include "backends/native/records.hpp"
@@ -46,6 +47,7 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 using native::Cgroups;
 using native::ImageStore;
+using native::now_rfc3339;
 using native::Records;
 
 // --- Small helpers ------------------------------------------------------------
@@ -76,15 +78,6 @@ std::string random_hex(std::size_t n) {
   std::string s;
   for (std::size_t i = 0; i < n; ++i) s += "0123456789abcdef"[rng() % 16];
   return s;
-}
-
-std::string now_rfc3339() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 std::int64_t now_ns() {
@@ -558,6 +551,14 @@ struct NativeBackend::Impl {
     // Not running: the ports it declares, without host ports.
     if (auto cfg = decode_config(str(st, "config"), name); cfg.ok()) {
       for (const auto& p : cfg->ports) info.ports.push_back(PublishedPort{p, "", 0});
+    }
+    // PID 1 is gone; its shim writes the exit record a moment later.
+    if (const int shim = static_cast<int>(num(run, "spawn_pid")); shim > 0) {
+      for (int i = 0; i < 100 && !fs::exists(dir + "/exit"); ++i) {
+        (void)::waitpid(shim, nullptr, WNOHANG);  // ours to reap if this process spawned it
+        if (::kill(shim, 0) != 0) break;
+        std::this_thread::sleep_for(2ms);
+      }
     }
     const Records exit = native::decode_records(read_file(dir + "/exit"));
     const std::string code = native::record(exit, "code");

@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 
 namespace modhost::backend::native::netlink {
 namespace {
@@ -82,8 +83,10 @@ Status sys_error(const std::string& what, int err) {
                what + ": " + std::strerror(err));
 }
 
-// Sends one request and reads the kernel's acknowledgement.
-Status talk(Message& m, const std::string& what) {
+// Sends one request and reads the kernel's answer: each message of a dump
+// goes to `each`, until its end; a request without a dump ends with the
+// acknowledgement.
+Status exchange(Message& m, const std::string& what, const std::function<void(nlmsghdr*)>& each = {}) {
   Socket s;
   if (s.fd() < 0) return sys_error(what + " (netlink socket)", errno);
   sockaddr_nl kernel{};
@@ -93,7 +96,7 @@ Status talk(Message& m, const std::string& what) {
                sizeof kernel) < 0) {
     return sys_error(what, errno);
   }
-  alignas(nlmsghdr) char reply[8192];
+  alignas(nlmsghdr) char reply[32768];
   while (true) {
     const ssize_t n = ::recv(s.fd(), reply, sizeof reply, 0);
     if (n < 0) {
@@ -103,14 +106,18 @@ Status talk(Message& m, const std::string& what) {
     ssize_t left = n;
     for (auto* h = reinterpret_cast<nlmsghdr*>(reply); NLMSG_OK(h, static_cast<unsigned>(left));
          h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) return ok_status();
       if (h->nlmsg_type == NLMSG_ERROR) {
         const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
         if (e->error == 0) return ok_status();
         return sys_error(what, -e->error);
       }
+      if (each) each(h);
     }
   }
 }
+
+Status talk(Message& m, const std::string& what) { return exchange(m, what); }
 
 Result<int> index_of(const std::string& name) {
   const unsigned idx = ::if_nametoindex(name.c_str());
@@ -138,38 +145,12 @@ Status change_link(const std::string& name, const std::string& what, Fill fill) 
 }
 
 // Dumps a table and hands each message to `each`.
-template <class Each>
-Status dump(std::uint16_t type, const std::string& what, Each each) {
-  Socket s;
-  if (s.fd() < 0) return sys_error(what, errno);
+Status dump(std::uint16_t type, const std::string& what, const std::function<void(nlmsghdr*)>& each) {
   Message m(type, NLM_F_DUMP);
   m.header()->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   auto* g = m.fixed<rtgenmsg>();
   g->rtgen_family = type == RTM_GETADDR ? AF_INET : AF_UNSPEC;
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (::sendto(s.fd(), m.header(), m.header()->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
-               sizeof kernel) < 0) {
-    return sys_error(what, errno);
-  }
-  alignas(nlmsghdr) char reply[32768];
-  while (true) {
-    const ssize_t n = ::recv(s.fd(), reply, sizeof reply, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return sys_error(what, errno);
-    }
-    ssize_t left = n;
-    for (auto* h = reinterpret_cast<nlmsghdr*>(reply); NLMSG_OK(h, static_cast<unsigned>(left));
-         h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type == NLMSG_DONE) return ok_status();
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-        return sys_error(what, -e->error);
-      }
-      each(h);
-    }
-  }
+  return exchange(m, what, each);
 }
 
 }  // namespace

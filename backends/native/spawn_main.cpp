@@ -42,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/native/fd_io.hpp"
 #include "backends/native/netlink.hpp"
 #include "backends/native/records.hpp"
 
@@ -51,28 +52,6 @@ using namespace modhost::backend::native;
 
 constexpr int kSpecFd = 3;
 constexpr int kReportFd = 4;
-
-void write_all(int fd, const std::string& s) {
-  std::size_t done = 0;
-  while (done < s.size()) {
-    const ssize_t n = ::write(fd, s.data() + done, s.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    done += static_cast<std::size_t>(n);
-  }
-}
-
-std::string read_all(int fd) {
-  std::string out;
-  char buf[4096];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  return out;
-}
 
 // Reports why the container could not be made and ends this process.
 [[noreturn]] void fail(const std::string& what, int err = errno) {
@@ -329,15 +308,6 @@ bool pump(int from, int to, Flow& flow, short from_events, short to_events) {
   return true;
 }
 
-std::string now_rfc3339() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // The kernel's count of OOM kills in the service's memory cgroup.
 long oom_kills(const Records& spec) {
   const std::string file = record(spec, "oom_file");
@@ -437,18 +407,8 @@ long oom_kills(const Records& spec) {
   if (WIFEXITED(status)) code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) code = 128 + WTERMSIG(status);
   const bool oom = oom_kills(spec) > oom_before;
-  const std::string exit_file = record(spec, "exit_file");
-  const std::string tmp = exit_file + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd >= 0) {
-    write_all(fd,
-              encode_records(
-                  {{"code", std::to_string(code)}, {"oom", oom ? "1" : "0"}, {"finished", now_rfc3339()}}));
-    ::fsync(fd);
-    ::close(fd);
-    ::rename(tmp.c_str(), exit_file.c_str());
-  }
-  // And as events of the enclave (names are [a-z0-9-], nothing to escape).
+  // As events of the enclave first (names are [a-z0-9-], nothing to
+  // escape), then the exit record: whoever sees the record sees the events.
   const std::string events = record(spec, "events");
   const int efd =
       events.empty() ? -1 : ::open(events.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -463,6 +423,17 @@ long oom_kills(const Records& spec) {
     lines += head + "die\",\"attributes\":{\"exitCode\":\"" + std::to_string(code) + "\"}}\n";
     write_all(efd, lines);
     ::close(efd);
+  }
+  const std::string exit_file = record(spec, "exit_file");
+  const std::string tmp = exit_file + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    write_all(fd,
+              encode_records(
+                  {{"code", std::to_string(code)}, {"oom", oom ? "1" : "0"}, {"finished", now_rfc3339()}}));
+    ::fsync(fd);
+    ::close(fd);
+    ::rename(tmp.c_str(), exit_file.c_str());
   }
   ::_exit(0);
 }

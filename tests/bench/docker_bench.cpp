@@ -22,8 +22,13 @@
 #include "engine/batch.hpp"
 #include "engine/container_module.hpp"
 #include "engine/engine.hpp"
+#include "support/bench_util.hpp"
 #include "support/process_util.hpp"
 
+using modhost::test::median;
+using modhost::test::must;
+using modhost::test::rounds;
+using modhost::test::row;
 using modhost::test::run_command;
 using Clock = std::chrono::steady_clock;
 
@@ -32,36 +37,6 @@ namespace {
 const std::string kModhost = std::string(MODHOST_BIN_DIR) + "/modhost";
 const std::string kDocker = "/usr/bin/docker";
 const std::string kImage = "modhost/datastore:0.1.0";
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-// Milliseconds each round of `body` took.
-std::vector<double> rounds(int n, const std::function<void()>& body) {
-  std::vector<double> out;
-  for (int i = 0; i < n; ++i) {
-    auto t0 = Clock::now();
-    body();
-    out.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-  }
-  return out;
-}
-
-void must(const modhost::test::CommandResult& r, const char* what) {
-  if (r.exit_code != 0) {
-    std::fprintf(stderr, "%s failed (%d): %s%s\n", what, r.exit_code, r.out.c_str(), r.err.c_str());
-    std::exit(1);
-  }
-}
-
-void row(const char* what, double ours, double base) {
-  if (base > 0)
-    std::printf("| %-52s | %9.1f ms | %9.1f ms | %5.2fx |\n", what, ours, base, ours / base);
-  else
-    std::printf("| %-52s | %9.1f ms | %12s | %6s |\n", what, ours, "", "");
-}
 
 long rss_kb() {
   std::ifstream in("/proc/self/status");

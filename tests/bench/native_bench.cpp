@@ -19,8 +19,13 @@
 #include <vector>
 
 #include "backends/native/native_backend.hpp"
+#include "support/bench_util.hpp"
 #include "support/process_util.hpp"
 
+using modhost::test::median;
+using modhost::test::must;
+using modhost::test::rounds;
+using modhost::test::row;
 using modhost::test::run_command;
 using Clock = std::chrono::steady_clock;
 
@@ -30,41 +35,12 @@ const std::string kModhost = std::string(MODHOST_BIN_DIR) + "/modhost";
 const std::string kDocker = "/usr/bin/docker";
 const std::string kImage = "modhost/datastore:0.1.0";
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-std::vector<double> rounds(int n, const std::function<void()>& body) {
-  std::vector<double> out;
-  for (int i = 0; i < n; ++i) {
-    auto t0 = Clock::now();
-    body();
-    out.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-  }
-  return out;
-}
-
-void must(const modhost::test::CommandResult& r, const char* what) {
-  if (r.exit_code != 0) {
-    std::fprintf(stderr, "%s failed (%d): %s%s\n", what, r.exit_code, r.out.c_str(), r.err.c_str());
-    std::exit(1);
-  }
-}
-
 template <class R>
 void must_ok(const R& r, const char* what) {
   if (!r.ok()) {
     std::fprintf(stderr, "%s failed: %s\n", what, r.error().message().c_str());
     std::exit(1);
   }
-}
-
-void row(const char* what, double ours, double base) {
-  if (base > 0)
-    std::printf("| %-58s | %8.1f ms | %8.1f ms | %6.3fx |\n", what, ours, base, ours / base);
-  else
-    std::printf("| %-58s | %8.1f ms | %11s | %7s |\n", what, ours, "", "");
 }
 
 long meminfo_kb(const char* key) {
@@ -106,7 +82,8 @@ int main(int argc, char** argv) {
   const std::string archive = std::string(MODHOST_IMAGE_DIR) + "/modhost-datastore.tar";
   must(run_command({kModhost, "--backend", "native", "image", "load", archive}), "native image load");
   const bool docker = run_command({kDocker, "info"}).exit_code == 0;
-  if (docker) must(run_command({kModhost, "--backend", "docker", "image", "load", archive}), "docker image load");
+  if (docker)
+    must(run_command({kModhost, "--backend", "docker", "image", "load", archive}), "docker image load");
 
   modhost::backend::NativeOptions options;
   options.scope = scope;
@@ -149,8 +126,8 @@ int main(int argc, char** argv) {
   // Service add to running.
   must(run_command({kModhost, "--backend", "native", "enclave", "add", "--name", "svc"}), "enclave add");
   auto cli_add = rounds(n, [&] {
-    must(run_command({kModhost, "--backend", "native", "service", "add", "svc", "s" + std::to_string(i++), kImage,
-                      "--ports", "http=1323"}),
+    must(run_command({kModhost, "--backend", "native", "service", "add", "svc", "s" + std::to_string(i++),
+                      kImage, "--ports", "http=1323"}),
          "service add");
   });
   std::vector<double> docker_run;
@@ -199,7 +176,8 @@ int main(int argc, char** argv) {
   std::filesystem::remove_all(root);
   row("service add to running (library) vs unshare+chroot of true", median(lib_add), median(raw));
   row("  (library) vs docker run -d", median(lib_add), median(docker_run));
-  row("service add to started, no start check (library) vs docker run -d", median(lib_started), median(docker_run));
+  row("service add to started, no start check (library) vs docker run -d", median(lib_started),
+      median(docker_run));
 
   // 100 services in one enclave.
   auto big = b.create_enclave("hundred");
@@ -219,13 +197,16 @@ int main(int argc, char** argv) {
   auto t1 = Clock::now();
   must_ok(b.remove_enclave(big->id, true), "remove hundred");
   const double remove_ms = std::chrono::duration<double, std::milli>(Clock::now() - t1).count();
-  std::printf("\n100 datastore services in one enclave: added in %.0f ms (%.1f ms each), removed in %.0f ms;\n"
-              "host memory taken: %.1f MB (MemAvailable before - after), of which the shims and inits hold %.1f MB (PSS)\n",
-              hundred_ms, hundred_ms / 100, remove_ms, (avail_before - avail_after) / 1024.0, helpers / 1024.0);
+  std::printf(
+      "\n100 datastore services in one enclave: added in %.0f ms (%.1f ms each), removed in %.0f ms;\n"
+      "host memory taken: %.1f MB (MemAvailable before - after), of which the shims and inits hold %.1f MB "
+      "(PSS)\n",
+      hundred_ms, hundred_ms / 100, remove_ms, (avail_before - avail_after) / 1024.0, helpers / 1024.0);
 
   (void)b.clean(true);
   if (docker) {
-    run_command({"/bin/sh", "-c", "docker rm -f $(docker ps -aq --filter name=modhost-raw-" + scope + ") >/dev/null"});
+    run_command({"/bin/sh", "-c",
+                 "docker rm -f $(docker ps -aq --filter name=modhost-raw-" + scope + ") >/dev/null"});
     run_command({kDocker, "network", "rm", "modhost-raw-" + scope});
   }
   return 0;
