@@ -110,8 +110,15 @@ std::string process_start(int pid) {
   return {};
 }
 
+// Running: the process exists, is the one that started then, and is not a
+// zombie waiting for its parent (a PID 1 that has ended but is not reaped).
 bool alive(int pid, const std::string& start) {
-  return pid > 0 && ::kill(pid, 0) == 0 && process_start(pid) == start;
+  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+  const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
+  const char state = stat[close + 2];
+  return state != 'Z' && state != 'X' && process_start(pid) == start;
 }
 
 json::value parse_json_file(const std::string& path) {
