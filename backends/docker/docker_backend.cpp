@@ -2,6 +2,7 @@
 #include "backends/docker/docker_backend.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <map>
 #include <set>
@@ -142,14 +143,21 @@ class ContainerGuard {
 DockerBackend::Impl::Impl(DockerOptions opts, docker::EngineAddress address)
     : options(std::move(opts)),
       client(std::move(address), options.request_timeout),
-      log(component_logger()) {}
+      log(component_logger()),
+      cache(std::make_unique<docker::ListingCache>(client, options.scope, log)) {}
 
 Result<HttpResponse> DockerBackend::Impl::api(Method method, const std::string& path, std::string_view body,
                                               std::optional<milliseconds> timeout,
                                               std::string_view content_type) const {
   static constexpr const char* kNames[] = {"GET", "HEAD", "POST", "PUT", "DELETE"};
   log->debug("{} {}", kNames[static_cast<int>(method)], path);
-  return client.request(method, std::string(docker::kApiPrefix) + path, body, content_type, timeout);
+  ++engine_calls;
+  auto r = client.request(method, std::string(docker::kApiPrefix) + path, body, content_type, timeout);
+  // Counted once the engine answered (or not: a lost answer may still have
+  // acted), so this caller's next listing sees the change even before
+  // Docker's event about it arrives. An exec changes nothing a listing shows.
+  if (method != Method::get && method != Method::head && !path.ends_with("/exec")) cache->note_change();
+  return r;
 }
 
 Result<json::value> DockerBackend::Impl::api_json(Method method, const std::string& path,
@@ -159,6 +167,16 @@ Result<json::value> DockerBackend::Impl::api_json(Method method, const std::stri
   if (!is_2xx(r)) return docker::engine_error(r, context);
   if (r.body.empty()) return json::value(nullptr);
   return docker::parse_json(r.body, path);
+}
+
+Result<std::shared_ptr<const json::value>> DockerBackend::Impl::cached_json(const std::string& path,
+                                                                            std::string_view context) const {
+  if (auto hit = cache->find(path)) return hit;
+  const docker::ListingCache::Ticket ticket = cache->ticket();
+  MODHOST_ASSIGN_OR_RETURN(json::value v, api_json(Method::get, path, context));
+  auto fetched = std::make_shared<const json::value>(std::move(v));
+  cache->store(ticket, path, fetched);
+  return fetched;
 }
 
 std::string DockerBackend::Impl::filters(std::initializer_list<std::string> labels) const {
@@ -206,12 +224,17 @@ Enclave DockerBackend::Impl::enclave_from_network(const json::value& net) const 
   return e;
 }
 
-Result<std::vector<Enclave>> DockerBackend::Impl::enclave_networks() const {
-  MODHOST_ASSIGN_OR_RETURN(
-      json::value v, api_json(Method::get, "/networks?" + filters({std::string(kLabelKind) + "=enclave"}),
-                              "cannot list enclaves"));
+Result<std::vector<Enclave>> DockerBackend::Impl::enclave_networks(docker::Read read) const {
+  const std::string path = "/networks?" + filters({std::string(kLabelKind) + "=enclave"});
+  std::shared_ptr<const json::value> listed;
+  if (read == docker::Read::cached) {
+    MODHOST_ASSIGN_OR_RETURN(listed, cached_json(path, "cannot list enclaves"));
+  } else {
+    MODHOST_ASSIGN_OR_RETURN(json::value v, api_json(Method::get, path, "cannot list enclaves"));
+    listed = std::make_shared<const json::value>(std::move(v));
+  }
   std::vector<Enclave> out;
-  if (const json::array* arr = v.if_array()) {
+  if (const json::array* arr = listed->if_array()) {
     for (const auto& net : *arr) {
       Enclave e = enclave_from_network(net);
       if (e.info.id.empty()) continue;
@@ -221,11 +244,13 @@ Result<std::vector<Enclave>> DockerBackend::Impl::enclave_networks() const {
   return out;
 }
 
+std::string DockerBackend::Impl::containers_path(std::string_view enclave_id) const {
+  return "/containers/json?all=1&" + filters({std::string(kLabelEnclave) + "=" + std::string(enclave_id)});
+}
+
 Result<std::vector<json::value>> DockerBackend::Impl::enclave_containers(std::string_view enclave_id) const {
   MODHOST_ASSIGN_OR_RETURN(json::value v,
-                           api_json(Method::get,
-                                    "/containers/json?all=1&" +
-                                        filters({std::string(kLabelEnclave) + "=" + std::string(enclave_id)}),
+                           api_json(Method::get, containers_path(enclave_id),
                                     "cannot list the containers of enclave " + std::string(enclave_id)));
   std::vector<json::value> out;
   if (json::array* arr = v.if_array()) {
@@ -237,7 +262,7 @@ Result<std::vector<json::value>> DockerBackend::Impl::enclave_containers(std::st
 Result<Enclave> DockerBackend::Impl::resolve_enclave(std::string_view id_or_name,
                                                      bool require_complete) const {
   if (id_or_name.empty()) return Error(ErrorCode::invalid_argument, "no enclave given");
-  MODHOST_ASSIGN_OR_RETURN(std::vector<Enclave> all, enclave_networks());
+  MODHOST_ASSIGN_OR_RETURN(std::vector<Enclave> all, enclave_networks(docker::Read::cached));
   const Enclave* found = nullptr;
   for (const auto& e : all) {
     if (e.info.id == id_or_name) found = &e;
@@ -495,6 +520,13 @@ Status DockerBackend::Impl::simple_action(std::string_view enclave_id, std::stri
 DockerBackend::DockerBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 DockerBackend::~DockerBackend() = default;
 
+DockerBackend::CacheStats DockerBackend::cache_stats() const {
+  const docker::ListingCache::Stats s = impl_->cache->stats();
+  return CacheStats{s.hits, impl_->engine_calls.load(), s.subscribed};
+}
+
+void DockerBackend::hold_events_for_tests(bool hold) { impl_->cache->hold_events(hold); }
+
 Result<std::unique_ptr<DockerBackend>> DockerBackend::create(const DockerOptions& options) {
   MODHOST_ASSIGN_OR_RETURN(docker::EngineAddress address, docker::parse_engine_address(options.host));
   if (!options.scope.empty() && !docker::valid_name(options.scope)) {
@@ -601,13 +633,17 @@ Result<std::vector<EnclaveInfo>> DockerBackend::list_enclaves() {
 
 Result<EnclaveInfo> DockerBackend::find_enclave(std::string_view id_or_name) {
   MODHOST_ASSIGN_OR_RETURN(Enclave e, impl_->resolve_enclave(id_or_name, false));
-  MODHOST_ASSIGN_OR_RETURN(std::vector<json::value> containers, impl_->enclave_containers(e.info.id));
+  MODHOST_ASSIGN_OR_RETURN(std::shared_ptr<const json::value> listed,
+                           impl_->cached_json(impl_->containers_path(e.info.id),
+                                              "cannot list the containers of enclave " + e.info.id));
   int total = 0;
   int active = 0;
-  for (const auto& c : containers) {
-    if (docker::label_of(c, docker::kLabelRole) == "holder") continue;
-    ++total;
-    if (container_active(c)) ++active;
+  if (const json::array* containers = listed->if_array()) {
+    for (const auto& c : *containers) {
+      if (docker::label_of(c, docker::kLabelRole) == "holder") continue;
+      ++total;
+      if (container_active(c)) ++active;
+    }
   }
   e.info.status = total == 0   ? EnclaveStatus::empty
                   : active > 0 ? EnclaveStatus::running
@@ -877,17 +913,48 @@ json::value inspect_shape(const json::value& c) {
       {"NetworkSettings", std::move(settings)}};
 }
 
+// The entry of container `cname` in a listing, if it is the service `name` of
+// the enclave and inspect_shape() of it gives exactly what an inspect would:
+// not when the listing shows an image id for a tag that moved since, nor for
+// a state whose exit code the listing does not carry.
+const json::value* listed_as_inspected(const json::value& listing, const std::string& cname,
+                                       std::string_view enclave_id, std::string_view name) {
+  const json::array* arr = listing.if_array();
+  if (arr == nullptr) return nullptr;
+  for (const auto& c : *arr) {
+    const json::value* names = docker::member(c, "Names");
+    if (names == nullptr || !names->is_array()) continue;
+    const bool named =
+        std::any_of(names->get_array().begin(), names->get_array().end(),
+                    [&](const json::value& n) { return n.is_string() && n.get_string() == "/" + cname; });
+    if (!named) continue;
+    if (docker::label_of(c, kLabelEnclave) != enclave_id || docker::label_of(c, kLabelName) != name) {
+      return nullptr;
+    }
+    if (docker::str_at(c, "Image").starts_with("sha256:")) return nullptr;
+    const std::string state = docker::str_at(c, "State");
+    if (state == "created" || state == "running" || state == "paused" || state == "restarting") return &c;
+    // "Exited (137) 2 minutes ago"
+    const std::string status = docker::str_at(c, "Status");
+    const auto open = status.find('(');
+    if (state == "exited" && open != std::string::npos && open + 1 < status.size() &&
+        std::isdigit(static_cast<unsigned char>(status[open + 1])) != 0) {
+      return &c;
+    }
+    return nullptr;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 Result<std::vector<ServiceInfo>> DockerBackend::list_services(std::string_view enclave_id) {
   MODHOST_ASSIGN_OR_RETURN(Enclave e, impl_->resolve_enclave(enclave_id, false));
-  MODHOST_ASSIGN_OR_RETURN(json::value list,
-                           impl_->api_json(Method::get,
-                                           "/containers/json?all=1&" +
-                                               impl_->filters({std::string(kLabelEnclave) + "=" + e.info.id}),
-                                           "cannot list the services of enclave '" + e.info.name + "'"));
+  MODHOST_ASSIGN_OR_RETURN(std::shared_ptr<const json::value> list,
+                           impl_->cached_json(impl_->containers_path(e.info.id),
+                                              "cannot list the services of enclave '" + e.info.name + "'"));
   std::vector<ServiceInfo> out;
-  if (const json::array* arr = list.if_array()) {
+  if (const json::array* arr = list->if_array()) {
     for (const auto& c : *arr) {
       // Services and module containers; never the artifact helpers.
       std::string kind;
@@ -907,7 +974,16 @@ Result<std::vector<ServiceInfo>> DockerBackend::list_services(std::string_view e
 }
 
 Result<ServiceInfo> DockerBackend::inspect_service(std::string_view enclave_id, std::string_view name) {
-  MODHOST_ASSIGN_OR_RETURN(ServiceRef s, impl_->resolve_service(enclave_id, name));
+  // From a current cached listing when its entry holds all an inspect would
+  // give; an inspect otherwise. Never fetches a listing for it.
+  MODHOST_ASSIGN_OR_RETURN(Enclave e, impl_->resolve_enclave(enclave_id, false));
+  if (auto listed = impl_->cache->find(impl_->containers_path(e.info.id))) {
+    if (const json::value* c =
+            listed_as_inspected(*listed, Impl::container_name(e.info.id, name), e.info.id, name)) {
+      return impl_->service_info(inspect_shape(*c), e);
+    }
+  }
+  MODHOST_ASSIGN_OR_RETURN(ServiceRef s, impl_->resolve_service(e.info.id, name));
   return impl_->service_info(s.inspect, s.enclave);
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -93,6 +94,18 @@ class DockerBackend final : public Backend {
 
   Result<std::vector<std::string>> recover() override;
   Result<CleanReport> clean(bool all) override;
+
+  // For tests: the listing cache at work.
+  struct CacheStats {
+    std::uint64_t hits = 0;          // listings served from the cache
+    std::uint64_t engine_calls = 0;  // requests sent to the engine for the backend's API calls
+    bool subscribed = false;         // the event watcher follows Docker's events now
+  };
+  CacheStats cache_stats() const;
+  // For tests: while held, Docker's events reach the cache only once released
+  // (as if they were late), so a test sees what the backend's own
+  // bookkeeping of its changes does.
+  void hold_events_for_tests(bool hold);
 
   struct Impl;  // backends/docker/docker_impl.hpp
 

@@ -4,8 +4,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -16,6 +18,7 @@
 
 #include "backends/docker/docker_backend.hpp"
 #include "backends/docker/http_client.hpp"
+#include "backends/docker/listing_cache.hpp"
 
 namespace modhost::backend::docker {
 
@@ -63,6 +66,10 @@ struct Enclave {
   std::string network_name;
 };
 
+// Whether a listing may come from the ListingCache (reads) or must come from
+// the engine now (recovery, clean-up, and what a mutation acts on).
+enum class Read { fresh, cached };
+
 struct ServiceRef {
   Enclave enclave;
   std::string container_id;
@@ -82,8 +89,13 @@ struct DockerBackend::Impl {
   std::shared_ptr<spdlog::logger> log;
   std::mutex holder_mutex;
   bool holder_ready = false;
+  // Requests sent through api(), for tests of the cache.
+  mutable std::atomic<std::uint64_t> engine_calls{0};
+  // Declared last: its watcher uses `client` and `log` until it is gone.
+  std::unique_ptr<docker::ListingCache> cache;
 
   // --- Engine calls (path without the /v1.41 prefix) ---
+  // Any call but a GET, HEAD or exec creation counts as a change for the cache.
   Result<docker::HttpResponse> api(docker::Method method, const std::string& path, std::string_view body = {},
                                    std::optional<std::chrono::milliseconds> timeout = std::nullopt,
                                    std::string_view content_type = "application/json") const;
@@ -91,17 +103,23 @@ struct DockerBackend::Impl {
   Result<docker::json::value> api_json(docker::Method method, const std::string& path,
                                        std::string_view context,
                                        const docker::json::value* body = nullptr) const;
+  // GET `path` (a listing the cache's event filter covers), from the cache when it is current.
+  Result<std::shared_ptr<const docker::json::value>> cached_json(const std::string& path,
+                                                                 std::string_view context) const;
   // ?filters= for modhost resources in our scope plus `labels` ("key=value").
   std::string filters(std::initializer_list<std::string> labels) const;
   docker::json::object base_labels(std::string_view kind, std::string_view enclave_id, std::string_view name,
                                    const std::string& created) const;
 
   // --- Enclaves ---
-  Result<std::vector<docker::Enclave>> enclave_networks() const;
+  Result<std::vector<docker::Enclave>> enclave_networks(docker::Read read = docker::Read::fresh) const;
   docker::Enclave enclave_from_network(const docker::json::value& net) const;
+  // By id, name or unique id prefix, from the cached listing.
   Result<docker::Enclave> resolve_enclave(std::string_view id_or_name, bool require_complete) const;
-  // Every modhost container of the enclave (services, modules, artifact holders).
+  // Every modhost container of the enclave (services, modules, artifact holders), fresh.
   Result<std::vector<docker::json::value>> enclave_containers(std::string_view enclave_id) const;
+  // The path of that listing: also its key in the cache.
+  std::string containers_path(std::string_view enclave_id) const;
   Status remove_enclave_resources(const docker::Enclave& e) const;
 
   // --- Services ---

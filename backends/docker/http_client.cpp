@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/file.hpp>
@@ -93,7 +94,8 @@ struct Failure {
 
 template <class Protocol, class ReqBody>
 std::variant<HttpResponse, Failure> exchange(Connection<Protocol>& conn, http::request<ReqBody>& req,
-                                             const ChunkSink* sink, std::optional<milliseconds> timeout) {
+                                             const ChunkSink* sink, std::optional<milliseconds> timeout,
+                                             const StreamHooks* hooks) {
   conn.expire(timeout);
   error_code ec = conn.run([&](auto handler) { http::async_write(conn.stream, req, std::move(handler)); });
   if (ec) return Failure{Failure::Step::exchange, ec};
@@ -109,6 +111,7 @@ std::variant<HttpResponse, Failure> exchange(Connection<Protocol>& conn, http::r
   HttpResponse out;
   out.status = parser.get().result_int();
   out.content_type = std::string(parser.get()[http::field::content_type]);
+  if (hooks != nullptr && hooks->on_headers) hooks->on_headers(out.status);
   const bool to_sink = sink != nullptr && out.status >= 200 && out.status < 300;
   std::vector<char> buf(kReadChunk);
   while (!parser.is_done()) {
@@ -156,11 +159,42 @@ std::string describe(const error_code& ec) {
   return ec.message();
 }
 
+// Connects and exchanges on one connection that a canceller, if given, can interrupt.
+template <class Protocol, class ReqBody>
+std::variant<HttpResponse, Failure> connect_and_exchange(const EngineAddress& address,
+                                                         http::request<ReqBody>& req, const ChunkSink* sink,
+                                                         std::optional<milliseconds> io_timeout,
+                                                         milliseconds connect_timeout,
+                                                         const StreamHooks* hooks) {
+  Connection<Protocol> conn;
+  StreamCanceller* canceller = hooks != nullptr ? hooks->canceller : nullptr;
+  // The close runs on the connection's own io_context, between or during its
+  // steps: the socket is never touched from two threads at once.
+  if (canceller != nullptr &&
+      !canceller->attach([&conn] { asio::post(conn.ioc, [&conn] { conn.close(); }); })) {
+    return Failure{Failure::Step::exchange, asio::error::operation_aborted};
+  }
+  // Detached before `conn` goes: no close is posted to a dead io_context.
+  struct Detach {
+    StreamCanceller* canceller;
+    ~Detach() {
+      if (canceller != nullptr) canceller->detach();
+    }
+  } detach{canceller};
+  if (auto ec = connect(conn, address, connect_timeout)) return Failure{Failure::Step::connect, ec};
+  return exchange(conn, req, sink, io_timeout, hooks);
+}
+
 template <class ReqBody>
 Result<HttpResponse> perform(const EngineClient& client, http::request<ReqBody>& req, const ChunkSink* sink,
-                             std::optional<milliseconds> io_timeout, milliseconds connect_timeout) {
+                             std::optional<milliseconds> io_timeout, milliseconds connect_timeout,
+                             const StreamHooks* hooks = nullptr) {
   const EngineAddress& address = client.address();
   auto finish = [&](std::variant<HttpResponse, Failure> r) -> Result<HttpResponse> {
+    if (hooks != nullptr && hooks->canceller != nullptr && hooks->canceller->cancelled()) {
+      return Error(ErrorCode::cancelled,
+                   std::string(req.method_string()) + " " + std::string(req.target()) + " was cancelled");
+    }
     if (auto* resp = std::get_if<HttpResponse>(&r)) return std::move(*resp);
     const Failure& f = std::get<Failure>(r);
     if (f.step == Failure::Step::connect) {
@@ -175,13 +209,10 @@ Result<HttpResponse> perform(const EngineClient& client, http::request<ReqBody>&
                                              " during " + what + ": " + describe(f.ec));
   };
   if (address.kind == EngineAddress::Kind::unix_socket) {
-    Connection<asio::local::stream_protocol> conn;
-    if (auto ec = connect(conn, address, connect_timeout)) return finish(Failure{Failure::Step::connect, ec});
-    return finish(exchange(conn, req, sink, io_timeout));
+    return finish(connect_and_exchange<asio::local::stream_protocol>(address, req, sink, io_timeout,
+                                                                     connect_timeout, hooks));
   }
-  Connection<asio::ip::tcp> conn;
-  if (auto ec = connect(conn, address, connect_timeout)) return finish(Failure{Failure::Step::connect, ec});
-  return finish(exchange(conn, req, sink, io_timeout));
+  return finish(connect_and_exchange<asio::ip::tcp>(address, req, sink, io_timeout, connect_timeout, hooks));
 }
 
 template <class ReqBody>
@@ -254,13 +285,36 @@ Result<HttpResponse> EngineClient::request(Method method, std::string_view targe
 }
 
 Result<HttpResponse> EngineClient::stream(Method method, std::string_view target, std::string_view body,
-                                          const ChunkSink& sink,
-                                          std::optional<milliseconds> idle_timeout) const {
+                                          const ChunkSink& sink, std::optional<milliseconds> idle_timeout,
+                                          const StreamHooks& hooks) const {
   http::request<http::string_body> req{to_verb(method), target, 11};
   prepare(req, address_, body.empty() ? std::string_view{} : std::string_view("application/json"));
   req.body() = std::string(body);
   req.prepare_payload();
-  return perform(*this, req, &sink, idle_timeout, kConnectTimeout);
+  return perform(*this, req, &sink, idle_timeout, kConnectTimeout, &hooks);
+}
+
+void StreamCanceller::cancel() {
+  std::lock_guard lock(mutex_);
+  cancelled_ = true;
+  if (interrupt_) interrupt_();
+}
+
+bool StreamCanceller::cancelled() const {
+  std::lock_guard lock(mutex_);
+  return cancelled_;
+}
+
+bool StreamCanceller::attach(std::function<void()> interrupt) {
+  std::lock_guard lock(mutex_);
+  if (cancelled_) return false;
+  interrupt_ = std::move(interrupt);
+  return true;
+}
+
+void StreamCanceller::detach() {
+  std::lock_guard lock(mutex_);
+  interrupt_ = nullptr;
 }
 
 Result<HttpResponse> EngineClient::upload_file(Method method, std::string_view target,
@@ -290,7 +344,7 @@ Result<HttpResponse> local_http_get(std::uint16_t port, std::string_view path, m
   req.set(http::field::host, where);
   req.set(http::field::user_agent, "modhost-probe");
   req.set(http::field::connection, "close");
-  auto r = exchange(conn, req, nullptr, timeout);
+  auto r = exchange(conn, req, nullptr, timeout, nullptr);
   if (auto* resp = std::get_if<HttpResponse>(&r)) return std::move(*resp);
   const Failure& f = std::get<Failure>(r);
   return Error(f.ec == beast::error::timeout ? ErrorCode::timeout : ErrorCode::unavailable,

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +25,37 @@ struct HttpResponse {
 
 // Called with each piece of a streamed response body; return false to stop reading.
 using ChunkSink = std::function<bool(std::string_view chunk)>;
+
+// Ends a stream() from another thread: cancel() shuts its connection down, so
+// a read blocked on a quiet stream returns at once, and any later stream()
+// given this canceller returns before it connects. One stream at a time.
+class StreamCanceller {
+ public:
+  StreamCanceller() = default;
+  StreamCanceller(const StreamCanceller&) = delete;
+  StreamCanceller& operator=(const StreamCanceller&) = delete;
+
+  void cancel();
+  bool cancelled() const;
+
+  // For EngineClient: the running stream's way to interrupt its own I/O.
+  // attach() returns false when cancel() came first.
+  bool attach(std::function<void()> interrupt);
+  void detach();
+
+ private:
+  mutable std::mutex mutex_;
+  bool cancelled_ = false;
+  std::function<void()> interrupt_;
+};
+
+// What a long-lived stream (an event subscription) may add to stream().
+struct StreamHooks {
+  // Called once the response headers arrived, with the status, before any of the body.
+  std::function<void(unsigned status)> on_headers;
+  // Not null: cancel() on it ends the stream with ErrorCode::cancelled.
+  StreamCanceller* canceller = nullptr;
+};
 
 // Where the engine listens: "unix:///path" or "tcp://HOST:PORT".
 struct EngineAddress {
@@ -53,8 +85,8 @@ class EngineClient {
   // content-length or read-until-close). A non-2xx body is collected into the response.
   // `idle_timeout`: nullopt = wait for data forever (log follow).
   Result<HttpResponse> stream(Method method, std::string_view target, std::string_view body,
-                              const ChunkSink& sink,
-                              std::optional<std::chrono::milliseconds> idle_timeout) const;
+                              const ChunkSink& sink, std::optional<std::chrono::milliseconds> idle_timeout,
+                              const StreamHooks& hooks = {}) const;
 
   // Sends the file at `path` as the request body without reading it into memory.
   Result<HttpResponse> upload_file(Method method, std::string_view target, const std::string& path,

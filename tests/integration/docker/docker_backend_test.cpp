@@ -1,15 +1,19 @@
 // Docker-specific behaviour of the Docker backend: the engine connection,
 // the multiplexed stream format, labels and names as seen from the engine
-// itself, and recovery from leftovers only Docker can have.
+// itself, recovery from leftovers only Docker can have, and the listing
+// cache that Docker's event stream keeps current.
 #include "backends/docker/docker_backend.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <regex>
 #include <thread>
 
@@ -30,6 +34,23 @@ using backend::docker::StreamDemuxer;
 using namespace std::chrono_literals;
 
 using modhost::testing::describe;
+
+// Threads of this process now. A thread just joined may still be listed for a moment.
+std::size_t thread_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& t : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// Polls `done` every 50 ms until it holds or `limit` passed; true when it held.
+bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (true) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(50ms);
+  }
+}
 
 std::string frame(int stream, std::string_view payload) {
   std::string f(8, '\0');
@@ -109,6 +130,27 @@ TEST(DockerEngineAddress, DOCKER_HostSyntax) {
   if (old != nullptr) ::setenv("DOCKER_HOST", saved.c_str(), 1);
 }
 
+TEST(DockerEngineAddress, DOCKER_WatcherOfAnUnreachableEngineStopsPromptly) {
+  // Counted after the first round: a runtime's own helper threads (a
+  // sanitizer's) start with the first thread the process makes.
+  std::size_t threads = 0;
+  DockerOptions options;
+  options.host = "unix:///tmp/modhost-no-engine-" + random_suffix() + ".sock";
+  for (int i = 0; i < 4; ++i) {
+    auto b = DockerBackend::create(options);
+    ASSERT_OK(b);
+    // Starts the watcher, which keeps failing to connect and waits between attempts.
+    EXPECT_FALSE(b.value()->list_services("e").ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(150 * i));
+    EXPECT_FALSE(b.value()->cache_stats().subscribed);
+    const auto t0 = std::chrono::steady_clock::now();
+    b.value().reset();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s) << "the watcher is not waited out";
+    if (i == 0) threads = thread_count();
+    EXPECT_TRUE(eventually([&] { return thread_count() <= threads; }, 5s)) << "no thread is left behind";
+  }
+}
+
 TEST(DockerStreamDemuxer, DOCKER_SplitsFramesFedInAnyPieces) {
   const std::string wire =
       frame(1, "hello ") + frame(2, "err\n") + frame(1, "") + frame(1, std::string(70000, 'x'));
@@ -172,6 +214,45 @@ class DockerBackendTest : public ::testing::Test {
     return json::parse(r->body);
   }
 
+  static ServiceConfig idle(const std::string& name) {
+    ServiceConfig c;
+    c.name = name;
+    c.image = kTestImage;
+    c.entrypoint = {"/bin/sleep"};
+    c.cmd = {"100000"};
+    return c;
+  }
+
+  // Another backend instance in the same scope: changes it makes are made
+  // behind the back of b_.
+  std::unique_ptr<DockerBackend> second_backend() {
+    DockerOptions options;
+    options.scope = tb_.scope;
+    auto b = DockerBackend::create(options);
+    EXPECT_TRUE(b.ok()) << describe(b);
+    return b.ok() ? std::move(b).value() : nullptr;
+  }
+
+  // Lists until b_ serves the enclave's services from its cache.
+  bool cache_warm(const std::string& enclave_id) {
+    return eventually([&] {
+      const auto hits = b_->cache_stats().hits;
+      auto list = b_->list_services(enclave_id);
+      return list.ok() && b_->cache_stats().hits >= hits + 2;  // the enclave and its services
+    });
+  }
+
+  // The status of service `name` as b_ lists it; nullopt when it is not listed.
+  std::optional<ServiceStatus> listed_status(const std::string& enclave_id, const std::string& name) {
+    auto list = b_->list_services(enclave_id);
+    EXPECT_TRUE(list.ok()) << describe(list);
+    if (!list.ok()) return std::nullopt;
+    for (const auto& s : list.value()) {
+      if (s.name == name) return s.status;
+    }
+    return std::nullopt;
+  }
+
   static std::string label(const json::value& owner, const char* key) {
     const auto* labels = owner.as_object().if_contains("Labels");
     if (labels == nullptr || !labels->is_object()) return {};
@@ -219,7 +300,8 @@ TEST_F(DockerBackendTest, DOCKER_ResourcesCarryLabelsAndNames) {
   EXPECT_EQ(host.at("NanoCpus").to_number<std::int64_t>(), 250000000);
   const auto& binding = host.at("PortBindings").at("8080/tcp").as_array().at(0);
   EXPECT_EQ(std::string(binding.at("HostIp").as_string()), "127.0.0.1");
-  const auto& endpoint = ct.at("NetworkSettings").at("Networks").at("modhost-" + e.name + "-" + e.id.substr(0, 12));
+  const auto& endpoint =
+      ct.at("NetworkSettings").at("Networks").at("modhost-" + e.name + "-" + e.id.substr(0, 12));
   bool alias = false;
   for (const auto& a : endpoint.at("Aliases").as_array()) alias = alias || a.as_string() == "web";
   EXPECT_TRUE(alias) << "the service name is a DNS alias on the enclave network";
@@ -323,6 +405,263 @@ TEST_F(DockerBackendTest, DOCKER_ScopesDoNotSeeEachOther) {
   ASSERT_OK(report);
   EXPECT_TRUE(b_->find_enclave(e.id).ok()) << "another scope's clean must not touch this enclave";
   ASSERT_OK(b_->remove_enclave(e.id, false));
+}
+
+// --- The listing cache --------------------------------------------------------
+
+TEST_F(DockerBackendTest, DOCKER_ACancelledStreamEndsAtOnce) {
+  backend::docker::StreamCanceller canceller;
+  std::atomic<unsigned> status{0};
+  backend::docker::StreamHooks hooks;
+  hooks.canceller = &canceller;
+  hooks.on_headers = [&status](unsigned s) { status = s; };
+  std::optional<Result<backend::docker::HttpResponse>> result;
+  // A quiet stream: nothing happens in this scope.
+  const std::string target =
+      "/v1.41/events?filters=" +
+      backend::docker::url_encode(R"({"label":["io.modhost.scope=)" + tb_.scope + R"("]})");
+  std::thread reader([&] {
+    result = client_->stream(
+        Method::get, target, {}, [](std::string_view) { return true; }, std::nullopt, hooks);
+  });
+  EXPECT_TRUE(eventually([&] { return status.load() != 0; }));
+  EXPECT_EQ(status.load(), 200u);
+  const auto t0 = std::chrono::steady_clock::now();
+  canceller.cancel();
+  reader.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  ASSERT_TRUE(result.has_value());
+  ASSERT_FALSE(result->ok());
+  EXPECT_EQ(result->error().code(), ErrorCode::cancelled) << result->error().message();
+  // Cancelled before it starts: no connection at all.
+  status = 0;
+  auto again = client_->stream(
+      Method::get, target, {}, [](std::string_view) { return true; }, std::nullopt, hooks);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code(), ErrorCode::cancelled);
+  EXPECT_EQ(status.load(), 0u);
+}
+
+TEST_F(DockerBackendTest, DOCKER_CacheSeesChangesMadeBehindItsBack) {
+  EnclaveInfo e = enclave("cache-ext");
+  ASSERT_OK(b_->add_service(e.id, idle("a")));
+  ASSERT_OK(b_->add_service(e.id, idle("b")));
+  ASSERT_OK(b_->add_service(e.id, idle("c")));
+  auto other = second_backend();
+  ASSERT_NE(other, nullptr);
+
+  // Stopped by another backend instance.
+  ASSERT_TRUE(cache_warm(e.id));
+  ASSERT_OK(other->stop_service(e.id, "a", 0));
+  EXPECT_TRUE(eventually([&] { return listed_status(e.id, "a") == ServiceStatus::exited; }));
+
+  // Killed and removed with the Docker API directly.
+  ASSERT_TRUE(cache_warm(e.id));
+  const std::string prefix = "/v1.41/containers/modhost-" + e.id.substr(0, 12);
+  auto killed = client_->request(Method::post, prefix + "-b/kill");
+  ASSERT_OK(killed);
+  ASSERT_EQ(killed->status, 204u) << killed->body;
+  EXPECT_TRUE(eventually([&] { return listed_status(e.id, "b") == ServiceStatus::exited; }));
+  ASSERT_TRUE(cache_warm(e.id));
+  auto removed = client_->request(Method::del, prefix + "-c?force=1");
+  ASSERT_OK(removed);
+  ASSERT_EQ(removed->status, 204u) << removed->body;
+  EXPECT_TRUE(eventually([&] { return !listed_status(e.id, "c").has_value(); }));
+
+  // Enclaves made and removed elsewhere: the cached enclave listing follows.
+  ASSERT_TRUE(cache_warm(e.id));
+  auto made = other->create_enclave("dt-" + tb_.scope.substr(5) + "-cache-new");
+  ASSERT_OK(made);
+  made_.push_back(made->id);
+  EXPECT_TRUE(eventually([&] { return b_->list_services(made->id).ok(); }));
+  ASSERT_TRUE(cache_warm(made->id));
+  ASSERT_OK(other->remove_enclave(made->id, true));
+  EXPECT_TRUE(eventually([&] {
+    auto r = b_->list_services(made->id);
+    return !r.ok() && r.error().code() == ErrorCode::not_found;
+  }));
+  ASSERT_OK(b_->remove_enclave(e.id, true));
+}
+
+TEST_F(DockerBackendTest, DOCKER_CacheSeesItsOwnChangesAtOnce) {
+  EnclaveInfo e = enclave("cache-own");
+  ASSERT_OK(b_->add_service(e.id, idle("a")));
+  struct Step {
+    const char* what;
+    std::function<Status()> act;
+    std::optional<ServiceStatus> expected;
+  };
+  const std::vector<Step> steps = {
+      {"stop", [&] { return b_->stop_service(e.id, "a", 0); }, ServiceStatus::exited},
+      {"start", [&] { return b_->start_service(e.id, "a"); }, ServiceStatus::running},
+      {"pause", [&] { return b_->pause_service(e.id, "a"); }, ServiceStatus::paused},
+      {"unpause", [&] { return b_->unpause_service(e.id, "a"); }, ServiceStatus::running},
+      {"restart", [&] { return b_->restart_service(e.id, "a"); }, ServiceStatus::running},
+      {"remove", [&] { return b_->remove_service(e.id, "a"); }, std::nullopt},
+      {"add",
+       [&]() -> Status {
+         auto added = b_->add_service(e.id, idle("a"));
+         if (!added.ok()) return added.error();
+         return ok_status();
+       },
+       ServiceStatus::running},
+  };
+  // Docker's events about these changes come late: what the next listing
+  // shows is the backend's own doing.
+  b_->hold_events_for_tests(true);
+  for (const auto& step : steps) {
+    ASSERT_TRUE(cache_warm(e.id)) << step.what;
+    ASSERT_OK(step.act());
+    // No waiting: the very next listing shows it.
+    EXPECT_EQ(listed_status(e.id, "a"), step.expected) << step.what;
+    if (step.expected) {
+      auto inspected = b_->inspect_service(e.id, "a");
+      ASSERT_OK(inspected);
+      EXPECT_EQ(inspected->status, *step.expected) << step.what;
+    }
+  }
+  // The enclave goes the same way.
+  ASSERT_TRUE(cache_warm(e.id));
+  ASSERT_OK(b_->remove_enclave(e.id, true));
+  auto gone = b_->list_services(e.id);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code(), ErrorCode::not_found);
+  b_->hold_events_for_tests(false);
+}
+
+TEST_F(DockerBackendTest, DOCKER_CacheServesRepeatedListsWithoutTheEngine) {
+  EnclaveInfo e = enclave("cache-hits");
+  ASSERT_OK(b_->add_service(e.id, idle("a")));
+  ASSERT_OK(b_->add_service(e.id, idle("b")));
+  ASSERT_TRUE(cache_warm(e.id));
+  auto first = b_->list_services(e.id);
+  ASSERT_OK(first);
+  ASSERT_EQ(first->size(), 2u);
+  // A run of lists without one request to the engine. (Retried: any
+  // modhost network or image event on this engine, another test's
+  // included, makes the cache fetch again.)
+  EXPECT_TRUE(eventually([&] {
+    const auto before = b_->cache_stats();
+    for (int i = 0; i < 20; ++i) {
+      auto list = b_->list_services(e.id);
+      EXPECT_TRUE(list.ok()) << describe(list);
+      if (!list.ok() || list->size() != first->size()) return false;
+      for (std::size_t k = 0; k < list->size(); ++k) {
+        EXPECT_EQ((*list)[k].id, (*first)[k].id);
+        EXPECT_EQ((*list)[k].status, (*first)[k].status);
+        EXPECT_EQ((*list)[k].ip, (*first)[k].ip);
+      }
+      auto found = b_->find_enclave(e.id);
+      EXPECT_TRUE(found.ok()) << describe(found);
+    }
+    const auto after = b_->cache_stats();
+    EXPECT_TRUE(after.subscribed);
+    return after.engine_calls == before.engine_calls && after.hits >= before.hits + 60;
+  }));
+  ASSERT_OK(b_->remove_enclave(e.id, true));
+}
+
+TEST_F(DockerBackendTest, DOCKER_InspectFromTheCacheMatchesTheEngine) {
+  EnclaveInfo e = enclave("cache-inspect");
+  ServiceConfig web;
+  web.name = "web";
+  web.image = kTestImage;
+  web.entrypoint = {"/bin/httpd"};
+  web.cmd = {"-f", "-p", "8080", "-h", "/www"};
+  web.ports = {PortSpec{"http", 8080, "tcp"}};
+  web.labels = {{"team", "cache"}};
+  ASSERT_OK(b_->add_service(e.id, web));
+  ASSERT_OK(b_->add_service(e.id, idle("held")));
+  ASSERT_OK(b_->pause_service(e.id, "held"));
+  ServiceConfig quits = idle("quits");
+  quits.entrypoint = {"/bin/sh"};
+  quits.cmd = {"-c", "sleep 1; exit 3"};
+  ASSERT_OK(b_->add_service(e.id, quits));
+  ASSERT_TRUE(eventually([&] { return listed_status(e.id, "quits") == ServiceStatus::exited; }));
+  // An inspect through another instance always asks the engine: it never lists.
+  auto other = second_backend();
+  ASSERT_NE(other, nullptr);
+  for (const std::string name : {"web", "held", "quits"}) {
+    ASSERT_TRUE(cache_warm(e.id));
+    const auto before = b_->cache_stats();
+    auto cached = b_->inspect_service(e.id, name);
+    const auto after = b_->cache_stats();
+    auto engine = other->inspect_service(e.id, name);
+    ASSERT_OK(cached);
+    ASSERT_OK(engine);
+    EXPECT_EQ(after.engine_calls, before.engine_calls) << name << " is served from the listing";
+    EXPECT_EQ(cached->name, engine->name);
+    EXPECT_EQ(cached->id, engine->id);
+    EXPECT_EQ(cached->enclave_id, engine->enclave_id);
+    EXPECT_EQ(cached->image, engine->image);
+    EXPECT_EQ(cached->status, engine->status) << name;
+    EXPECT_EQ(cached->ip, engine->ip) << name;
+    EXPECT_EQ(cached->labels, engine->labels) << name;
+    EXPECT_EQ(cached->exit_code, engine->exit_code) << name;
+    ASSERT_EQ(cached->ports.size(), engine->ports.size()) << name;
+    for (std::size_t i = 0; i < cached->ports.size(); ++i) {
+      EXPECT_EQ(cached->ports[i].port.name, engine->ports[i].port.name);
+      EXPECT_EQ(cached->ports[i].port.number, engine->ports[i].port.number);
+      EXPECT_EQ(cached->ports[i].host_ip, engine->ports[i].host_ip);
+      EXPECT_EQ(cached->ports[i].host_port, engine->ports[i].host_port);
+    }
+  }
+  auto quit = b_->inspect_service(e.id, "quits");
+  ASSERT_OK(quit);
+  EXPECT_EQ(quit->exit_code, 3);
+  // Not in the listing: an inspect says so, as before.
+  auto missing = b_->inspect_service(e.id, "nobody");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code(), ErrorCode::not_found);
+  ASSERT_OK(b_->remove_enclave(e.id, true));
+}
+
+TEST_F(DockerBackendTest, DOCKER_CacheIsSharedByManyThreads) {
+  EnclaveInfo e = enclave("cache-threads");
+  ASSERT_OK(b_->add_service(e.id, idle("a")));
+  ASSERT_OK(b_->add_service(e.id, idle("b")));
+  std::atomic<bool> done{false};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&] {
+      while (!done) {
+        auto list = b_->list_services(e.id);
+        auto one = b_->inspect_service(e.id, "b");
+        auto found = b_->find_enclave(e.id);
+        if (!list.ok() || list->size() != 2 || !one.ok() || !found.ok()) ++failures;
+      }
+    });
+  }
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_OK(b_->stop_service(e.id, "a", 0));
+    EXPECT_EQ(listed_status(e.id, "a"), ServiceStatus::exited);
+    ASSERT_OK(b_->start_service(e.id, "a"));
+    EXPECT_EQ(listed_status(e.id, "a"), ServiceStatus::running);
+    EXPECT_TRUE(cache_warm(e.id));
+  }
+  done = true;
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_GT(b_->cache_stats().hits, 0u);
+  ASSERT_OK(b_->remove_enclave(e.id, true));
+}
+
+TEST_F(DockerBackendTest, DOCKER_DestroyingTheBackendStopsItsWatcherPromptly) {
+  EnclaveInfo e = enclave("cache-stop");
+  ASSERT_OK(b_->add_service(e.id, idle("a")));
+  const std::size_t threads = thread_count();
+  for (int i = 0; i < 5; ++i) {
+    auto b = second_backend();
+    ASSERT_NE(b, nullptr);
+    ASSERT_OK(b->list_services(e.id));
+    ASSERT_TRUE(eventually([&] { return b->cache_stats().subscribed; }));
+    const auto t0 = std::chrono::steady_clock::now();
+    b.reset();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s) << "the watcher's quiet stream is not waited out";
+    EXPECT_TRUE(eventually([&] { return thread_count() <= threads; }, 5s)) << "no thread is left behind";
+  }
+  ASSERT_OK(b_->remove_enclave(e.id, true));
 }
 
 // Not assertions: the numbers go to the test log and the XML report.
