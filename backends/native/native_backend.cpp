@@ -357,6 +357,7 @@ struct NativeBackend::Impl {
   std::string runtime;  // the runtime dir (all scopes)
   std::string root;     // this scope's dir
   std::string spawn_binary, init_binary;
+  bool overlay = true;  // rootfs as an overlay of the layers, else a copy
   Cgroups cgroups;
   std::mutex mutex;         // this process's mutations
   std::mutex global_mutex;  // subnet allocation (all scopes)
@@ -928,6 +929,10 @@ Result<std::unique_ptr<NativeBackend>> NativeBackend::create(const NativeOptions
   }
   MODHOST_ASSIGN_OR_RETURN(impl->cgroups, Cgroups::detect());
   impl->runtime = impl->options.runtime_dir;
+  // overlayfs when the kernel has it (MODHOST_NATIVE_ROOTFS=copy asks for
+  // copies anyway).
+  impl->overlay = read_file("/proc/filesystems").find("\toverlay\n") != std::string::npos &&
+                  env("MODHOST_NATIVE_ROOTFS", "overlay") != "copy";
   const std::string scope = impl->options.scope.empty() ? "_" : impl->options.scope;
   if (!valid_name(scope) && scope != "_") {
     return Error(ErrorCode::invalid_argument, "scope '" + scope + "' is not a valid name");
@@ -1168,13 +1173,22 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
                      {"state", "creating"}};
   MODHOST_TRY(write_file_atomic(dir + "/service.json", json::serialize(state)));
 
-  // 1. The rootfs: the image's layers under a writable layer of its own.
-  std::string lower;
+  // 1. The rootfs: the image's layers under a writable layer of its own, or,
+  //    where overlayfs is missing, a copy of them applied in order.
   const auto layers = store->layer_dirs(*image);
-  for (auto it = layers.rbegin(); it != layers.rend(); ++it) lower += (lower.empty() ? "" : ":") + *it;
-  const std::string opts = "lowerdir=" + lower + ",upperdir=" + dir + "/upper,workdir=" + dir + "/work";
-  if (::mount("overlay", (dir + "/rootfs").c_str(), "overlay", MS_NODEV, opts.c_str()) != 0) {
-    return Error(ErrorCode::internal, ctx + ": cannot mount its rootfs (overlay): " + std::strerror(errno));
+  if (impl_->overlay) {
+    std::string lower;
+    for (auto it = layers.rbegin(); it != layers.rend(); ++it) lower += (lower.empty() ? "" : ":") + *it;
+    const std::string opts = "lowerdir=" + lower + ",upperdir=" + dir + "/upper,workdir=" + dir + "/work";
+    if (::mount("overlay", (dir + "/rootfs").c_str(), "overlay", MS_NODEV, opts.c_str()) != 0) {
+      return Error(ErrorCode::internal, ctx + ": cannot mount its rootfs (overlay): " + std::strerror(errno));
+    }
+  } else {
+    for (const auto& layer : layers) {
+      if (Status copied = image::apply_layer_dir(layer, dir + "/rootfs"); !copied.ok()) {
+        return copied.error().context(ctx + ": cannot copy its rootfs");
+      }
+    }
   }
   // 2. Its user, from the image's own files.
   MODHOST_ASSIGN_OR_RETURN(auto ids, resolve_user(dir + "/rootfs", image->user));

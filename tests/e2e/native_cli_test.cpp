@@ -132,6 +132,23 @@ TEST_F(NativeCli, ServicesOutliveAKilledHostProcessAndCleanRemovesEverything) {
   EXPECT_EQ(processes_of_scope(), 0);
 }
 
+TEST_F(NativeCli, WithoutOverlayfsARootfsIsACopyOfTheLayers) {
+  ::setenv("MODHOST_NATIVE_ROOTFS", "copy", 1);  // as on a kernel without overlayfs
+  ASSERT_EQ(mh({"enclave", "add", "--name", "copy"}).exit_code, 0);
+  auto added = mh({"service", "add", "copy", "box", kBusybox, "--", "sleep", "3600"});
+  ::unsetenv("MODHOST_NATIVE_ROOTFS");
+  ASSERT_EQ(added.exit_code, 0) << added.err;
+  auto r = mh({"service", "exec", "copy", "box", "--", "sh", "-c",
+               "echo written > /tmp/x && cat /tmp/x && ls /bin/sh"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "written\n/bin/sh\n");
+  // No overlay of this scope is mounted: the service runs from its copy.
+  std::ifstream mounts("/proc/self/mountinfo");
+  for (std::string line; std::getline(mounts, line);) {
+    EXPECT_EQ(line.find(modhost::test::native_state_dir(scope_) + "/"), std::string::npos) << line;
+  }
+}
+
 TEST_F(NativeCli, WithoutRootTheNativeBackendSaysWhatItNeeds) {
   // The same binary as an unprivileged user.
   auto r = run_command({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
