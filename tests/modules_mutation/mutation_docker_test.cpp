@@ -59,6 +59,12 @@ class MutationDocker : public modhost::test::DockerCliTest {
   }
 
   std::string env_of(const std::string& service) {
+    if (modhost::test::native_backend()) {
+      // The environment the native backend gave the service, from its state.
+      const std::string enclave_id(inspect(service).at("enclaveId").as_string());
+      return modhost::test::read_file(modhost::test::native_state_dir(scope_) + "/enclaves/" + enclave_id +
+                                      "/services/" + service + "/service.json");
+    }
     std::string id(inspect(service).at("id").as_string());
     return run_command({modhost::test::kDockerCli, "inspect", "-f", "{{json .Config.Env}}", id}).out;
   }
