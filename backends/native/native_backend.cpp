@@ -192,20 +192,27 @@ int capability(std::string name) {
   return -1;
 }
 
-// What a container keeps by default: Docker's set.
+// What a container keeps by default: Docker's set without CAP_MKNOD. Docker
+// can leave it because its device cgroup refuses new device nodes; here
+// nothing else would stop root in a container from making the host's disks.
 const std::vector<int> kDefaultCaps = {
-    CAP_CHOWN,   CAP_DAC_OVERRIDE,     CAP_FOWNER,  CAP_FSETID,     CAP_KILL,  CAP_SETGID,      CAP_SETUID,
-    CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_CHROOT, CAP_MKNOD, CAP_AUDIT_WRITE, CAP_SETFCAP};
+    CAP_CHOWN,   CAP_DAC_OVERRIDE,     CAP_FOWNER,  CAP_FSETID,     CAP_KILL,        CAP_SETGID, CAP_SETUID,
+    CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_CHROOT, CAP_AUDIT_WRITE, CAP_SETFCAP};
 
 // Opens PATH inside ROOT with every symlink resolved inside ROOT.
 int open_in_root(const std::string& root, const std::string& path) {
   const int dir = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return -1;
   open_how how{};
-  how.flags = O_RDONLY | O_CLOEXEC;
+  how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;  // a FIFO in an image must not block the host
   how.resolve = RESOLVE_IN_ROOT;
   const int fd = static_cast<int>(::syscall(SYS_openat2, dir, path.c_str(), &how, sizeof how));
   ::close(dir);
+  struct stat st {};
+  if (fd >= 0 && (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+    ::close(fd);
+    return -1;
+  }
   return fd;
 }
 
@@ -720,14 +727,23 @@ struct NativeBackend::Impl {
       ::close(report[0]);
       return Error(ErrorCode::internal, std::string("fork: ") + std::strerror(errno));
     }
+    // Its report, within a bound: a start never takes seconds, and a mount
+    // source that hangs must not hang this process.
     std::string text;
     char buf[4096];
-    for (ssize_t n; (n = ::read(report[0], buf, sizeof buf)) != 0;) {
-      if (n < 0) {
-        if (errno == EINTR) continue;
+    const auto report_deadline = std::chrono::steady_clock::now() + 30s;
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          report_deadline - std::chrono::steady_clock::now());
+      pollfd p{report[0], POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) {
+        text += "\nerror the container did not report within 30 s\n";
         break;
       }
-      text.append(buf, static_cast<std::size_t>(n));
+      const ssize_t got = ::read(report[0], buf, sizeof buf);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) break;
+      text.append(buf, static_cast<std::size_t>(got));
     }
     ::close(report[0]);
     // stage2's parent half stays as the shim: it is not our child to wait
@@ -989,6 +1005,15 @@ Result<EnclaveInfo> NativeBackend::create_enclave(std::string_view name_in) {
   if (s.ok()) s = native::netlink::set_alias(bridge, impl_->link_label(e.id));
   if (s.ok()) s = native::netlink::add_address(bridge, e.gateway, 24);
   if (s.ok()) s = native::netlink::set_up(bridge);
+  // The host routes nothing that arrives on the bridge: a service that
+  // crafts frames to the gateway (it has CAP_NET_RAW) reaches no other
+  // network.
+  if (s.ok()) {
+    std::ofstream forwarding("/proc/sys/net/ipv4/conf/" + bridge + "/forwarding");
+    forwarding << "0";
+    forwarding.flush();
+    if (!forwarding) s = Error(ErrorCode::internal, "cannot turn forwarding off on bridge " + bridge);
+  }
   if (s.ok() && bridge_netfilter()) {
     std::string out;
     if (run_program(forward_rule("-I", bridge, impl_->link_label(e.id)), &out) != 0) {
@@ -1288,6 +1313,9 @@ Status NativeBackend::restart_service(std::string_view enclave_id, std::string_v
   DirLock lock(impl_->mutex, impl_->root + "/.lock");
   MODHOST_TRY(impl_->require_service(e.id, name, e));
   impl_->stop_processes(e.id, name, 10000ms, false);
+  if (impl_->service_info(e.id, name).status == ServiceStatus::running) {
+    return Error(ErrorCode::failed_precondition, "service '" + name + "' did not stop; it was not restarted");
+  }
   MODHOST_TRY(impl_->spawn(e.id, name, e));
   impl_->event(e.id, str(impl_->service_state(e.id, name), "kind"), name, "restart");
   return ok_status();
@@ -1340,8 +1368,14 @@ Status NativeBackend::kill_service(std::string_view enclave_id, std::string_view
   return ok_status();
 }
 
-Result<ExecResult> NativeBackend::exec(std::string_view enclave_id, std::string_view name_in,
+Result<ExecResult> NativeBackend::exec(std::string_view enclave_id, std::string_view name,
                                        const std::vector<std::string>& argv) {
+  return exec_with_timeout(enclave_id, name, argv, std::nullopt);
+}
+
+Result<ExecResult> NativeBackend::exec_with_timeout(std::string_view enclave_id, std::string_view name_in,
+                                                    const std::vector<std::string>& argv,
+                                                    std::optional<std::chrono::milliseconds> timeout) {
   MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
   const std::string name(name_in);
   MODHOST_ASSIGN_OR_RETURN(std::string dir, impl_->require_service(e.id, name, e));
@@ -1389,20 +1423,49 @@ Result<ExecResult> NativeBackend::exec(std::string_view enclave_id, std::string_
     ::close(sock);
     return Error(ErrorCode::unavailable, "cannot send the exec request: " + std::string(std::strerror(err)));
   }
+  // Output and the exit code arrive on two channels: watch both. Once the
+  // exit code is in, what is left in the pipe is read without waiting (a
+  // process the command left in the background may hold it open for ever).
   ExecResult result;
+  ::fcntl(out[0], F_SETFL, O_NONBLOCK);
   char buf[16384];
-  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) != 0;) {
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      break;
+  char reply[4096];
+  ssize_t n = 0;
+  bool out_open = true, replied = false;
+  const auto deadline = std::chrono::steady_clock::now() + timeout.value_or(std::chrono::hours(24 * 365));
+  while (!replied || out_open) {
+    pollfd fds[2] = {{out[0], static_cast<short>(out_open ? POLLIN : 0), 0},
+                     {sock, static_cast<short>(replied ? 0 : POLLIN), 0}};
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      ::close(out[0]);
+      ::close(sock);  // init kills the command when its socket closes
+      return Error(ErrorCode::timeout,
+                   "exec in service '" + name + "' did not finish within " +
+                       std::to_string(timeout.value_or(std::chrono::milliseconds(0)).count()) + " ms");
     }
-    result.output.append(buf, static_cast<std::size_t>(n));
+    const int ready =
+        replied ? 0 : ::poll(fds, 2, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
+    if (ready < 0 && errno != EINTR) break;
+    if (out_open && (replied || (fds[0].revents & (POLLIN | POLLHUP | POLLERR)))) {
+      while (true) {
+        const ssize_t got = ::read(out[0], buf, sizeof buf);
+        if (got > 0) {
+          result.output.append(buf, static_cast<std::size_t>(got));
+          continue;
+        }
+        if (got == 0 || replied || (errno != EAGAIN && errno != EINTR)) out_open = false;
+        break;
+      }
+    }
+    if (!replied && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      while ((n = ::recv(sock, reply, sizeof reply, 0)) < 0 && errno == EINTR) {
+      }
+      replied = true;
+    }
   }
   ::close(out[0]);
-  char reply[4096];
-  ssize_t n;
-  while ((n = ::recv(sock, reply, sizeof reply, 0)) < 0 && errno == EINTR) {
-  }
   ::close(sock);
   if (n <= 0) {
     return Error(ErrorCode::unavailable, "service '" + name + "' ended during the exec");
@@ -1452,8 +1515,8 @@ Status NativeBackend::wait_ready(std::string_view enclave_id, std::string_view n
   probes.current = [&]() -> Result<ServiceInfo> { return impl_->service_info(e.id, name); };
   probes.tcp = loopback_tcp_probe;
   probes.http = loopback_http_get;
-  probes.exec = [&](const std::vector<std::string>& argv, std::chrono::milliseconds) {
-    return exec(e.id, name, argv);
+  probes.exec = [&](const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+    return exec_with_timeout(e.id, name, argv, timeout);
   };
   return wait_until_ready(ctx, check, impl_->service_info(e.id, name), probes);
 }
@@ -1491,6 +1554,29 @@ Result<std::string> resolve_in_root(const std::string& root, const std::string& 
   return real;
 }
 
+// A running service's processes frozen while the host reads or writes its
+// files: none of them can swap a checked path for a symlink meanwhile. A
+// paused service stays paused.
+class FrozenWhile {
+ public:
+  FrozenWhile(const Cgroups& cgroups, std::string relative)
+      : cgroups_(cgroups), relative_(std::move(relative)) {
+    if (!cgroups_.frozen(relative_) && !cgroups_.pids(relative_).empty()) {
+      thaw_ = cgroups_.freeze(relative_, true).ok();
+    }
+  }
+  ~FrozenWhile() {
+    if (thaw_) (void)cgroups_.freeze(relative_, false);
+  }
+  FrozenWhile(const FrozenWhile&) = delete;
+  FrozenWhile& operator=(const FrozenWhile&) = delete;
+
+ private:
+  const Cgroups& cgroups_;
+  std::string relative_;
+  bool thaw_ = false;
+};
+
 bool is_gzip(std::string_view data) {
   return data.size() >= 2 && static_cast<unsigned char>(data[0]) == 0x1f &&
          static_cast<unsigned char>(data[1]) == 0x8b;
@@ -1515,6 +1601,7 @@ Status NativeBackend::copy_to_service(std::string_view enclave_id, std::string_v
   const std::string ctx = "cannot copy into '" + std::string(dir) + "' of service '" + name + "'";
   if (dir.empty() || dir[0] != '/')
     return Error(ErrorCode::invalid_argument, ctx + ": the path must be absolute");
+  FrozenWhile frozen(impl_->cgroups, impl_->cgroup_of(str(impl_->service_state(e.id, name), "id")));
   auto target = resolve_in_root(sdir + "/rootfs", std::string(dir));
   if (!target.ok()) return target.error().context(ctx);
   std::string plain(tar);
@@ -1593,6 +1680,7 @@ Result<ArtifactInfo> NativeBackend::store_from_service(std::string_view enclave_
   const std::string ctx = "cannot store '" + std::string(path) + "' of service '" + sname + "'";
   if (path.empty() || path[0] != '/')
     return Error(ErrorCode::invalid_argument, ctx + ": the path must be absolute");
+  FrozenWhile frozen(impl_->cgroups, impl_->cgroup_of(str(impl_->service_state(e.id, sname), "id")));
   auto source = resolve_in_root(sdir + "/rootfs", std::string(path));
   if (!source.ok()) {
     if (source.error().code() == ErrorCode::not_found) {

@@ -89,6 +89,10 @@ class NativeBackend final : public Backend {
   const std::string& state_dir() const;
 
  private:
+  // exec, ended with a timeout error (and the command killed) after `timeout`.
+  Result<ExecResult> exec_with_timeout(std::string_view enclave_id, std::string_view name,
+                                       const std::vector<std::string>& argv,
+                                       std::optional<std::chrono::milliseconds> timeout);
   struct Impl;
   explicit NativeBackend(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -149,6 +150,19 @@ std::vector<std::string> split(const std::string& s, char sep) {
   make_dirs("/proc");
   check(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0,
         "cannot mount /proc");
+  // Root in here is root on the host (no user namespace): the kernel's knobs
+  // under /proc/sys are read-only, and the files that reach the host itself
+  // (a reboot trigger, its memory, its keys) read as /dev/null, as in runc.
+  check(::mount("/proc/sys", "/proc/sys", nullptr, MS_BIND | MS_REC, nullptr) == 0, "cannot bind /proc/sys");
+  check(::mount(nullptr, "/proc/sys", nullptr,
+                MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0,
+        "cannot make /proc/sys read-only");
+  for (const char* masked : {"/proc/sysrq-trigger", "/proc/kcore", "/proc/keys", "/proc/timer_list",
+                             "/proc/kmsg", "/proc/sched_debug"}) {
+    if (::access(masked, F_OK) != 0) continue;
+    check(::mount("/.modhost-oldroot/dev/null", masked, nullptr, MS_BIND, nullptr) == 0,
+          std::string("cannot mask ") + masked);
+  }
   make_dirs("/sys");
   check(::mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0,
         "cannot mount /sys");
@@ -179,7 +193,38 @@ std::vector<std::string> split(const std::string& s, char sep) {
   ::symlink("/proc/self/fd/2", "/dev/stderr");
 
   // 7. Bind mounts (/etc/hosts, files artifacts, the caller's binds): the
-  //    source from the old root, the target made inside the new one.
+  //    source from the old root, the target made and opened from the new
+  //    root with every symlink resolved inside it and no mount crossed (the
+  //    old root is still mounted at /.modhost-oldroot: an image's symlink
+  //    into it would reach the host). Nothing of the image runs yet, so
+  //    what is checked is what is used.
+  const int root_fd = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  check(root_fd >= 0, "cannot open the new root");
+  auto open_in_root = [&](const std::string& path, int flags, bool cross_mounts) {
+    open_how how{};
+    how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_IN_ROOT | (cross_mounts ? 0 : RESOLVE_NO_XDEV);
+    return static_cast<int>(::syscall(SYS_openat2, root_fd, path.c_str(), &how, sizeof how));
+  };
+  // mkdir -p of `dir` through open_in_root, one component at a time.
+  auto make_dirs_in_root = [&](const std::string& dir) {
+    std::string prefix;
+    for (const auto& part : split(dir, '/')) {
+      if (part.empty()) continue;
+      const std::string parent = prefix.empty() ? "/" : prefix;
+      prefix += "/" + part;
+      int fd = open_in_root(prefix, O_PATH | O_DIRECTORY, false);
+      if (fd < 0 && errno == ENOENT) {
+        const int pfd = open_in_root(parent, O_PATH | O_DIRECTORY, false);
+        check(pfd >= 0, "cannot open " + parent + " inside the container");
+        if (::mkdirat(pfd, part.c_str(), 0755) != 0 && errno != EEXIST) fail("cannot make " + prefix);
+        ::close(pfd);
+        fd = open_in_root(prefix, O_PATH | O_DIRECTORY, false);
+      }
+      check(fd >= 0, "cannot open " + prefix + " inside the container");
+      ::close(fd);
+    }
+  };
   for (const std::string& m : all_records(spec, "mount")) {
     const auto parts = split(m, '\x1f');
     if (parts.size() != 3) fail("bad mount record '" + m + "'", 0);
@@ -188,21 +233,36 @@ std::vector<std::string> split(const std::string& s, char sep) {
     struct stat st {};
     check(::stat(source.c_str(), &st) == 0, "cannot find mount source " + parts[0]);
     const auto slash = target.rfind('/');
-    if (slash > 0) make_dirs(target.substr(0, slash));
+    const std::string parent = slash > 0 ? target.substr(0, slash) : "/";
+    make_dirs_in_root(parent);
     if (S_ISDIR(st.st_mode)) {
-      make_dirs(target);
+      make_dirs_in_root(target);
     } else {
-      const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+      const int pfd = open_in_root(parent, O_PATH | O_DIRECTORY, false);
+      check(pfd >= 0, "cannot open " + parent + " inside the container");
+      const int fd =
+          ::openat(pfd, target.substr(slash + 1).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
       if (fd < 0 && errno != EISDIR) fail("cannot make mount point " + target);
       if (fd >= 0) ::close(fd);
+      ::close(pfd);
     }
-    check(::mount(source.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) == 0,
+    const int tfd = open_in_root(target, O_PATH, false);
+    check(tfd >= 0, "cannot open mount point " + target + " inside the container");
+    const std::string at = "/proc/self/fd/" + std::to_string(tfd);
+    check(::mount(source.c_str(), at.c_str(), nullptr, MS_BIND | MS_REC, nullptr) == 0,
           "cannot mount " + parts[0] + " at " + target);
+    ::close(tfd);
     if (parts[2] == "ro") {
-      check(::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) == 0,
+      const int mfd = open_in_root(target, O_PATH, true);  // the new mount itself
+      check(mfd >= 0, "cannot open " + target + " inside the container");
+      const std::string mounted = "/proc/self/fd/" + std::to_string(mfd);
+      check(::mount(nullptr, mounted.c_str(), nullptr,
+                    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) == 0,
             "cannot make " + target + " read-only");
+      ::close(mfd);
     }
   }
+  ::close(root_fd);
   check(::umount2(kOld, MNT_DETACH) == 0, "cannot detach the old root");
   ::rmdir((std::string("/") + kOld).c_str());
 
@@ -217,6 +277,18 @@ std::vector<std::string> split(const std::string& s, char sep) {
     if (keep[static_cast<std::size_t>(cap)]) continue;
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) fail("cannot drop a capability");
   }
+  // Nothing inherited from the host's own sets either: no ambient
+  // capabilities, an empty inheritable set.
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+    fail("cannot clear the ambient capabilities");
+  }
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  check(::syscall(SYS_capget, &header, data) == 0, "capget");
+  data[0].inheritable = data[1].inheritable = 0;
+  check(::syscall(SYS_capset, &header, data) == 0, "cannot clear the inheritable capabilities");
+  // The shim ignores SIGPIPE; the service starts with the default.
+  ::signal(SIGPIPE, SIG_DFL);
 
   // 9. Stage3's descriptors: 0 /dev/null, 1-2 the log, 3 its configuration,
   //    4 the exec socket, 5 the report pipe; nothing else survives exec.
@@ -386,7 +458,11 @@ long oom_kills(const Records& spec) {
     for (const auto& l : listeners) {
       if (!(fds[i++].revents & POLLIN)) continue;
       const int c = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (c < 0) continue;
+      if (c < 0) {
+        // Out of descriptors: the listener stays readable; do not spin.
+        if (errno == EMFILE || errno == ENFILE) ::usleep(10000);
+        continue;
+      }
       const int u = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
       sockaddr_in to{};
       to.sin_family = AF_INET;

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <thread>
 
+#include "backends/image/image.hpp"
 #include "support/docker_cli.hpp"
 
 using modhost::test::run_command;
@@ -147,6 +148,48 @@ TEST_F(NativeCli, WithoutOverlayfsARootfsIsACopyOfTheLayers) {
   for (std::string line; std::getline(mounts, line);) {
     EXPECT_EQ(line.find(modhost::test::native_state_dir(scope_) + "/"), std::string::npos) << line;
   }
+}
+
+// Root in a container is root on the host (no user namespace): what it could
+// use to reach the host is closed, and an image's symlinks cannot point the
+// host's own work at the host.
+TEST_F(NativeCli, AContainerCannotReachTheHostThroughProcDevicesOrSymlinks) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "walls"}).exit_code, 0);
+  ASSERT_EQ(mh({"service", "add", "walls", "box", kBusybox, "--", "sleep", "3600"}).exit_code, 0);
+  auto in = [&](const std::string& cmd) {
+    return mh({"service", "exec", "walls", "box", "--", "sh", "-c", cmd});
+  };
+  EXPECT_NE(in("echo '|/tmp/x' > /proc/sys/kernel/core_pattern").exit_code, 0) << "/proc/sys is read-only";
+  EXPECT_NE(in("echo s > /proc/sysrq-trigger").exit_code, 0);
+  EXPECT_NE(in("mknod /tmp/disk b 8 0").exit_code, 0) << "no CAP_MKNOD";
+  EXPECT_NE(in("echo x > /etc/hosts").exit_code, 0) << "the enclave's hosts file is read-only";
+  EXPECT_EQ(in("cat /proc/self/status | grep CapInh").out, "CapInh:\t0000000000000000\n");
+
+  // An image whose /etc is a symlink into where the host's root sits while
+  // the container is made: /etc/hosts must not be made on the host.
+  const std::string escape = "/tmp/modhost-escape-" + scope_;
+  std::ifstream bin("/bin/busybox", std::ios::binary);
+  std::string busybox((std::istreambuf_iterator<char>(bin)), {});
+  modhost::image::TarWriter layer;
+  layer.add_directory("bin");
+  layer.add_file("bin/busybox", busybox, 0755);
+  layer.add_symlink("bin/sleep", "busybox");
+  layer.add_symlink("etc", "/.modhost-oldroot" + escape);
+  modhost::image::ImageConfig config;
+  config.reference = "modhost-test/escape:" + scope_;
+  config.entrypoint = {"/bin/sleep", "3600"};
+  auto archive = modhost::image::write_docker_archive(config, layer.finish());
+  ASSERT_TRUE(archive.ok()) << archive.error().message();
+  const std::string path = "/tmp/modhost-escape-" + scope_ + ".tar";
+  std::ofstream(path, std::ios::binary) << archive.value();
+  ASSERT_EQ(mh({"image", "load", path}).exit_code, 0);
+  std::filesystem::remove(path);
+  std::filesystem::create_directories(escape);  // the symlink's target exists on the host
+  auto r = mh({"service", "add", "walls", "escape", config.reference});
+  EXPECT_NE(r.exit_code, 0) << "the mount point could only be made outside the container";
+  EXPECT_FALSE(std::filesystem::exists(escape + "/hosts")) << "made on the host: " << escape << "/hosts";
+  std::filesystem::remove_all(escape);
+  EXPECT_EQ(mh({"image", "rm", config.reference}).exit_code, 0);
 }
 
 TEST_F(NativeCli, WithoutRootTheNativeBackendSaysWhatItNeeds) {
