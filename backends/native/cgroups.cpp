@@ -135,6 +135,17 @@ Status Cgroups::create(const std::string& relative, const CgroupLimits& limits) 
 }
 
 Status Cgroups::remove(const std::string& relative) const {
+  MODHOST_TRY(remove_one(relative));
+  // Its scope's directory (modhost/SCOPE) goes with its last service; a busy
+  // one (other services) stays.
+  if (const auto slash = relative.rfind('/');
+      slash != std::string::npos && relative.rfind("modhost/", 0) == 0 && relative.find('/', 8) == slash) {
+    for (const auto& d : dirs(relative.substr(0, slash))) ::rmdir(d.c_str());
+  }
+  return ok_status();
+}
+
+Status Cgroups::remove_one(const std::string& relative) const {
   for (const auto& d : dirs(relative)) {
     // The kernel may take a moment to let go of exited processes.
     for (int attempt = 0; attempt < 50; ++attempt) {

@@ -40,6 +40,7 @@ class Cgroups {
   std::vector<std::string> children(const std::string& relative) const;
 
  private:
+  Status remove_one(const std::string& relative) const;
   bool v2_ = false;
   std::string unified;                          // v2 root
   std::string memory, pids_root, cpu, freezer;  // v1 mount points

@@ -336,6 +336,11 @@ class DirLock {
  public:
   DirLock(std::mutex& m, const std::string& path) : guard_(m) {
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0 && errno == ENOENT) {  // clean() removed an empty scope's directory
+      std::error_code ec;
+      fs::create_directories(fs::path(path).parent_path(), ec);
+      fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    }
     if (fd_ >= 0) {
       struct flock fl {};
       fl.l_type = F_WRLCK;
@@ -1862,6 +1867,14 @@ Result<CleanReport> NativeBackend::clean(bool all) {
     const std::string id = label.substr(label.rfind(' ') + 1);
     return !known_enclaves.count(id);
   });
+  // A scope with nothing left leaves no directory either (its lock file goes
+  // with it; the next use makes both again).
+  std::error_code ec;
+  if (known_enclaves.empty() && fs::is_empty(impl_->enclaves_dir(), ec)) {
+    fs::remove(impl_->enclaves_dir(), ec);
+    fs::remove(impl_->root + "/.lock", ec);
+    fs::remove(impl_->root, ec);
+  }
   return report;
 }
 

@@ -167,9 +167,11 @@ std::vector<std::string> native_labelled(const std::string& state_dir, const std
   }
   for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer",
                                 "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"}) {
-    for (const auto& c : fs::directory_iterator(std::string(hierarchy) + "/modhost/" + scope, ec)) {
+    const std::string base = std::string(hierarchy) + "/modhost/" + scope;
+    for (const auto& c : fs::directory_iterator(base, ec)) {
       if (c.is_directory()) out.push_back("cgroup " + c.path().string());
     }
+    if (fs::exists(base)) out.push_back("cgroup " + base);
   }
   // Links carry "modhost SCOPE ..." as their alias.
   std::ifstream links("/proc/net/dev");

@@ -42,6 +42,7 @@ inline std::string native_labelled(const std::string& scope) {
   for (const auto& e : std::filesystem::directory_iterator(dir + "/enclaves", ec)) {
     out += "enclave " + e.path().filename().string() + "\n";
   }
+  if (std::filesystem::exists(dir)) out += "state directory " + dir + "\n";  // clean --all removes it
   for (const auto& l : std::filesystem::directory_iterator("/sys/class/net", ec)) {
     std::ifstream alias(l.path() / "ifalias");
     std::string a;
@@ -50,9 +51,11 @@ inline std::string native_labelled(const std::string& scope) {
   }
   for (const char* h :
        {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer", "/sys/fs/cgroup"}) {
-    for (const auto& c : std::filesystem::directory_iterator(std::string(h) + "/modhost/" + scope, ec)) {
+    const std::string base = std::string(h) + "/modhost/" + scope;
+    for (const auto& c : std::filesystem::directory_iterator(base, ec)) {
       if (c.is_directory()) out += "cgroup " + c.path().string() + "\n";
     }
+    if (std::filesystem::exists(base)) out += "cgroup " + base + "\n";
   }
   std::ifstream mounts("/proc/self/mountinfo");
   for (std::string line; std::getline(mounts, line);) {
