@@ -48,6 +48,16 @@ TestBackend make_backend_for_test(const std::string& name);
 // /bin/busybox from busybox-static) and loads it through the backend, once.
 Status ensure_test_image(backend::Backend& b);
 
+// A long-running service: PID 1 sleeps, the test pokes it with exec.
+inline ServiceConfig idle_service(const std::string& name) {
+  ServiceConfig c;
+  c.name = name;
+  c.image = kTestImage;
+  c.entrypoint = {"/bin/sleep"};
+  c.cmd = {"100000"};
+  return c;
+}
+
 // A short random hex string for unique names.
 std::string random_suffix(std::size_t chars = 8);
 

@@ -28,15 +28,6 @@ using modhost::testing::describe;
     EXPECT_EQ(modhost_r_.error().code(), ErrorCode::code_) << modhost_r_.error().message(); \
   } while (false)
 
-// A long-running service: PID 1 sleeps, the test pokes it with exec.
-ServiceConfig idle_service(const std::string& name) {
-  ServiceConfig c;
-  c.name = name;
-  c.image = kTestImage;
-  c.entrypoint = {"/bin/sleep"};
-  c.cmd = {"100000"};
-  return c;
-}
 
 // busybox httpd on 8080 serving /www, published.
 ServiceConfig http_service(const std::string& name) {

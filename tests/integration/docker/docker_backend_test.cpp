@@ -214,14 +214,6 @@ class DockerBackendTest : public ::testing::Test {
     return json::parse(r->body);
   }
 
-  static ServiceConfig idle(const std::string& name) {
-    ServiceConfig c;
-    c.name = name;
-    c.image = kTestImage;
-    c.entrypoint = {"/bin/sleep"};
-    c.cmd = {"100000"};
-    return c;
-  }
 
   // Another backend instance in the same scope: changes it makes are made
   // behind the back of b_.
@@ -444,9 +436,9 @@ TEST_F(DockerBackendTest, DOCKER_ACancelledStreamEndsAtOnce) {
 
 TEST_F(DockerBackendTest, DOCKER_CacheSeesChangesMadeBehindItsBack) {
   EnclaveInfo e = enclave("cache-ext");
-  ASSERT_OK(b_->add_service(e.id, idle("a")));
-  ASSERT_OK(b_->add_service(e.id, idle("b")));
-  ASSERT_OK(b_->add_service(e.id, idle("c")));
+  ASSERT_OK(b_->add_service(e.id, idle_service("a")));
+  ASSERT_OK(b_->add_service(e.id, idle_service("b")));
+  ASSERT_OK(b_->add_service(e.id, idle_service("c")));
   auto other = second_backend();
   ASSERT_NE(other, nullptr);
 
@@ -485,7 +477,7 @@ TEST_F(DockerBackendTest, DOCKER_CacheSeesChangesMadeBehindItsBack) {
 
 TEST_F(DockerBackendTest, DOCKER_CacheSeesItsOwnChangesAtOnce) {
   EnclaveInfo e = enclave("cache-own");
-  ASSERT_OK(b_->add_service(e.id, idle("a")));
+  ASSERT_OK(b_->add_service(e.id, idle_service("a")));
   struct Step {
     const char* what;
     std::function<Status()> act;
@@ -500,7 +492,7 @@ TEST_F(DockerBackendTest, DOCKER_CacheSeesItsOwnChangesAtOnce) {
       {"remove", [&] { return b_->remove_service(e.id, "a"); }, std::nullopt},
       {"add",
        [&]() -> Status {
-         auto added = b_->add_service(e.id, idle("a"));
+         auto added = b_->add_service(e.id, idle_service("a"));
          if (!added.ok()) return added.error();
          return ok_status();
        },
@@ -531,8 +523,8 @@ TEST_F(DockerBackendTest, DOCKER_CacheSeesItsOwnChangesAtOnce) {
 
 TEST_F(DockerBackendTest, DOCKER_CacheServesRepeatedListsWithoutTheEngine) {
   EnclaveInfo e = enclave("cache-hits");
-  ASSERT_OK(b_->add_service(e.id, idle("a")));
-  ASSERT_OK(b_->add_service(e.id, idle("b")));
+  ASSERT_OK(b_->add_service(e.id, idle_service("a")));
+  ASSERT_OK(b_->add_service(e.id, idle_service("b")));
   ASSERT_TRUE(cache_warm(e.id));
   auto first = b_->list_services(e.id);
   ASSERT_OK(first);
@@ -571,9 +563,9 @@ TEST_F(DockerBackendTest, DOCKER_InspectFromTheCacheMatchesTheEngine) {
   web.ports = {PortSpec{"http", 8080, "tcp"}};
   web.labels = {{"team", "cache"}};
   ASSERT_OK(b_->add_service(e.id, web));
-  ASSERT_OK(b_->add_service(e.id, idle("held")));
+  ASSERT_OK(b_->add_service(e.id, idle_service("held")));
   ASSERT_OK(b_->pause_service(e.id, "held"));
-  ServiceConfig quits = idle("quits");
+  ServiceConfig quits = idle_service("quits");
   quits.entrypoint = {"/bin/sh"};
   quits.cmd = {"-c", "sleep 1; exit 3"};
   ASSERT_OK(b_->add_service(e.id, quits));
@@ -618,8 +610,8 @@ TEST_F(DockerBackendTest, DOCKER_InspectFromTheCacheMatchesTheEngine) {
 
 TEST_F(DockerBackendTest, DOCKER_CacheIsSharedByManyThreads) {
   EnclaveInfo e = enclave("cache-threads");
-  ASSERT_OK(b_->add_service(e.id, idle("a")));
-  ASSERT_OK(b_->add_service(e.id, idle("b")));
+  ASSERT_OK(b_->add_service(e.id, idle_service("a")));
+  ASSERT_OK(b_->add_service(e.id, idle_service("b")));
   std::atomic<bool> done{false};
   std::atomic<int> failures{0};
   std::vector<std::thread> readers;
@@ -649,7 +641,7 @@ TEST_F(DockerBackendTest, DOCKER_CacheIsSharedByManyThreads) {
 
 TEST_F(DockerBackendTest, DOCKER_DestroyingTheBackendStopsItsWatcherPromptly) {
   EnclaveInfo e = enclave("cache-stop");
-  ASSERT_OK(b_->add_service(e.id, idle("a")));
+  ASSERT_OK(b_->add_service(e.id, idle_service("a")));
   const std::size_t threads = thread_count();
   for (int i = 0; i < 5; ++i) {
     auto b = second_backend();
