@@ -340,6 +340,20 @@ Result<RemoteInfo> start(const std::string& self_exe, const StartOptions& option
                                        paths.log().string());
 }
 
+namespace {
+
+// The process exists and is not a zombie.
+bool process_exists(pid_t pid) {
+  if (::kill(pid, 0) != 0) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), {});
+  const auto close = text.rfind(')');
+  return close == std::string::npos || close + 2 >= text.size() ||
+         (text[close + 2] != 'Z' && text[close + 2] != 'X');
+}
+
+}  // namespace
+
 Result<long> stop(const Paths& paths, std::chrono::milliseconds grace) {
   auto pid = running_pid(paths);
   if (!pid || *pid <= 0) {
@@ -357,6 +371,12 @@ Result<long> stop(const Paths& paths, std::chrono::milliseconds grace) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // The lock goes with the engine's last act; the process itself may still
+  // be exiting (a sanitizer's leak check, say). Stopped means gone.
+  const auto gone_by = std::chrono::steady_clock::now() + std::max(grace, std::chrono::milliseconds(5000));
+  while (process_exists(static_cast<pid_t>(*pid)) && std::chrono::steady_clock::now() < gone_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return *pid;
 }
