@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backends/common.hpp"
 #include "backends/docker/docker_backend.hpp"
 #include "backends/docker/http_client.hpp"
 #include "backends/docker/listing_cache.hpp"
@@ -44,11 +45,10 @@ std::string label_of(const json::value& labels_owner, std::string_view key);  //
 Result<json::value> parse_json(std::string_view body, std::string_view what);
 
 // --- Small utilities ---
-std::string now_rfc3339();
+using backend::now_rfc3339;  // backends/common.hpp
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view s);
-std::string random_hex(std::size_t chars);
-// [A-Za-z0-9][A-Za-z0-9_.-]{0,62}: safe in Docker names, DNS aliases and labels.
-bool valid_name(std::string_view s);
+using backend::random_hex;
+using backend::valid_name;
 std::string short_id(std::string_view enclave_id);  // first 12 chars
 
 // The engine's message for a failed call, as an Error with the given context.

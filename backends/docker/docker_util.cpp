@@ -50,15 +50,6 @@ Result<json::value> parse_json(std::string_view body, std::string_view what) {
   return v;
 }
 
-std::string now_rfc3339() {
-  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view s) {
   std::tm tm{};
   const std::string copy(s);
@@ -67,30 +58,6 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
   const std::time_t t = timegm(&tm);
   if (t == static_cast<std::time_t>(-1)) return std::nullopt;
   return std::chrono::system_clock::from_time_t(t);
-}
-
-std::string random_hex(std::size_t chars) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::random_device rd;
-  std::string out;
-  out.reserve(chars);
-  while (out.size() < chars) {
-    unsigned v = rd();
-    for (int i = 0; i < 8 && out.size() < chars; ++i, v >>= 4) out.push_back(kHex[v & 0xF]);
-  }
-  return out;
-}
-
-bool valid_name(std::string_view s) {
-  if (s.empty() || s.size() > 63) return false;
-  auto alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-  };
-  if (!alnum(s.front())) return false;
-  for (char c : s) {
-    if (!alnum(c) && c != '-' && c != '_' && c != '.') return false;
-  }
-  return true;
 }
 
 std::string short_id(std::string_view enclave_id) { return std::string(enclave_id.substr(0, 12)); }

@@ -72,6 +72,7 @@ Result<Cgroups> Cgroups::detect() {
       if (o == "pids") c.pids_root = mount;
       if (o == "cpu") c.cpu = mount;
       if (o == "freezer") c.freezer = mount;
+      if (o == "devices") c.devices = mount;
     }
   }
   if (c.memory.empty() || c.pids_root.empty() || c.cpu.empty() || c.freezer.empty()) {
@@ -86,7 +87,8 @@ Result<Cgroups> Cgroups::detect() {
 std::vector<std::string> Cgroups::dirs(const std::string& relative) const {
   if (v2_) return {unified + "/" + relative};
   std::vector<std::string> out;
-  for (const std::string* root : {&memory, &pids_root, &cpu, &freezer}) {
+  for (const std::string* root : {&memory, &pids_root, &cpu, &freezer, &devices}) {
+    if (root->empty()) continue;  // no devices hierarchy
     std::string d = *root + "/" + relative;
     if (std::find(out.begin(), out.end(), d) == out.end()) out.push_back(std::move(d));
   }
@@ -116,6 +118,18 @@ Status Cgroups::create(const std::string& relative, const CgroupLimits& limits) 
     return ok_status();
   }
   for (const auto& d : dirs(relative)) MODHOST_TRY(make_dir(d));
+  if (!devices.empty()) {
+    // Docker's default device rules: any node may be made (CAP_MKNOD is not
+    // in the default set anyway), only these opened. A second wall behind
+    // the missing capability: a node of the host's disk cannot be read.
+    const std::string d = devices + "/" + relative;
+    MODHOST_TRY(write_text(d + "/devices.deny", "a"));
+    for (const char* rule :
+         {"c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
+          "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"}) {
+      MODHOST_TRY(write_text(d + "/devices.allow", rule));
+    }
+  }
   if (limits.memory_bytes > 0) {
     const std::string m = memory + "/" + relative;
     MODHOST_TRY(write_text(m + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes)));

@@ -1,6 +1,7 @@
 // Cgroups of native services, v1 or v2, whichever the host mounts: memory,
-// pids, cpu and the freezer. A service's cgroup is modhost/<scope>/<id> in
-// each hierarchy.
+// pids, cpu and the freezer, and on v1 the devices controller where it is
+// mounted (on v2 it is a BPF program: not made). A service's cgroup is
+// modhost/<scope>/<id> in each hierarchy.
 #pragma once
 
 #include <cstdint>
@@ -42,8 +43,8 @@ class Cgroups {
  private:
   Status remove_one(const std::string& relative) const;
   bool v2_ = false;
-  std::string unified;                          // v2 root
-  std::string memory, pids_root, cpu, freezer;  // v1 mount points
+  std::string unified;                                   // v2 root
+  std::string memory, pids_root, cpu, freezer, devices;  // v1 mount points (devices optional)
 };
 
 }  // namespace modhost::backend::native

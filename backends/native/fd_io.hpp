@@ -8,6 +8,8 @@
 #include <ctime>
 #include <string>
 
+#include "backends/common.hpp"
+
 namespace modhost::backend::native {
 
 // Writes all of `s` (retrying short writes); gives up quietly on an error:
@@ -35,14 +37,6 @@ inline std::string read_all(int fd) {
   return out;
 }
 
-// Now, as RFC 3339 UTC to the second.
-inline std::string now_rfc3339() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+using backend::now_rfc3339;  // backends/common.hpp
 
 }  // namespace modhost::backend::native

@@ -73,27 +73,10 @@ Status write_file_atomic(const std::string& path, std::string_view data) {
   return ok_status();
 }
 
-std::string random_hex(std::size_t n) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::string s;
-  for (std::size_t i = 0; i < n; ++i) s += "0123456789abcdef"[rng() % 16];
-  return s;
-}
-
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-bool valid_name(std::string_view s) {
-  if (s.empty() || s.size() > 63) return false;
-  auto lower_alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  if (!lower_alnum(s.front())) return false;
-  for (char c : s) {
-    if (!lower_alnum(c) && c != '-' && c != '_' && c != '.' && !(c >= 'A' && c <= 'Z')) return false;
-  }
-  return true;
 }
 
 // A process's start time (field 22 of /proc/PID/stat): tells a live process
@@ -119,6 +102,39 @@ bool alive(int pid, const std::string& start) {
   if (close == std::string::npos || close + 2 >= stat.size()) return false;
   const char state = stat[close + 2];
   return state != 'Z' && state != 'X' && process_start(pid) == start;
+}
+
+// Signals `pid` only while it is the process that started at `start`: a
+// pidfd pins the process before its start time is checked, so a pid reused
+// in between is never signalled. False (errno set) when it is not there.
+bool signal_process(int pid, const std::string& start, int sig) {
+  if (pid <= 0) {
+    errno = ESRCH;
+    return false;
+  }
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return false;
+  bool sent = false;
+  if (process_start(pid) == start) {
+    sent = ::syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0) == 0;
+  } else {
+    errno = ESRCH;
+  }
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  return sent;
+}
+
+// SIGKILLs a process of cgroup `relative` found in its cgroup.procs, only if
+// it is still a member once pinned by a pidfd (its pid could have been
+// reused by a process elsewhere since the list was read).
+void kill_cgroup_member(int pid, const std::string& relative) {
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return;
+  if (read_file("/proc/" + std::to_string(pid) + "/cgroup").find(":/" + relative + "\n") != std::string::npos)
+    (void)::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
+  ::close(fd);
 }
 
 json::value parse_json_file(const std::string& path) {
@@ -319,15 +335,56 @@ int run_program(const std::vector<std::string>& argv, std::string* out = nullptr
 
 // With br_netfilter loaded (Docker loads it), bridged packets pass the
 // host's FORWARD chain, whose policy Docker sets to DROP: an enclave's own
-// traffic, bridge to same bridge, needs a rule of its own there.
+// traffic, bridge to same bridge, needs a rule there.
 bool bridge_netfilter() {
   return read_file("/proc/sys/net/bridge/bridge-nf-call-iptables").rfind('1', 0) == 0;
 }
 
-std::vector<std::string> forward_rule(const std::string& op, const std::string& bridge,
-                                      const std::string& label) {
-  return {"iptables", "-w", op,        "FORWARD",   "-i",  bridge, "-o",
-          bridge,     "-m", "comment", "--comment", label, "-j",   "ACCEPT"};
+// One rule for every enclave: frames bridged by a modhost bridge from one of
+// its ports to another. A frame one bridge passes to another is routed, not
+// bridged, so enclaves stay apart (and the bridges forward nothing anyway).
+// One rule, not one per enclave, keeps iptables (milliseconds a call) out of
+// enclave add and rm.
+std::vector<std::string> forward_rule(const std::string& op) {
+  return {"iptables",
+          "-w",
+          op,
+          "FORWARD",
+          "-i",
+          "mhb+",
+          "-o",
+          "mhb+",
+          "-m",
+          "physdev",
+          "--physdev-is-bridged",
+          "-m",
+          "comment",
+          "--comment",
+          "modhost bridges",
+          "-j",
+          "ACCEPT"};
+}
+
+// Runs a program detached: it is waited for only until it has started (it
+// must fork and let its parent half exit at once), with no descriptor of
+// ours, so nobody reading our output waits for it.
+bool run_detached(const std::vector<std::string>& argv) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  for (int fd = 0; fd < 3; ++fd) posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", O_RDWR, 0);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  char* envp[] = {nullptr};
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return false;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 // An exclusive lock on a file (between processes) and a mutex (between
@@ -392,30 +449,48 @@ struct NativeBackend::Impl {
   // The label on an enclave's bridge and iptables rule: "modhost SCOPE ID".
   std::string link_label(const std::string& id) const { return "modhost " + scope_label() + " " + id; }
 
-  // Removes an enclave's bridge and its FORWARD rules (however many).
-  Status remove_bridge(const std::string& id) {
-    MODHOST_TRY(native::netlink::delete_link(bridge_name(id)));
-    if (bridge_netfilter()) (void)run_program(forward_rule("-D", bridge_name(id), link_label(id)));
+  // Deletes links (veths before the bridge they are on). The kernel takes
+  // 15-50 ms to unregister a link (it waits out RCU grace periods on every
+  // CPU); `detached` hands that wait to a helper process and returns at once.
+  // A bridge keeps its label until it is gone, so recover() and clean()
+  // still see it should the helper fail.
+  Status delete_links(std::vector<std::string> links, bool detached) {
+    std::erase_if(links, [](const std::string& l) { return !native::netlink::link_exists(l); });
+    if (links.empty()) return ok_status();
+    if (detached) {
+      std::vector<std::string> argv{spawn_binary, "delete-link"};
+      argv.insert(argv.end(), links.begin(), links.end());
+      if (run_detached(argv)) return ok_status();
+    }
+    for (const auto& l : links) MODHOST_TRY(native::netlink::delete_link(l));
     return ok_status();
   }
 
-  // Deletes this scope's FORWARD rules whose label `doomed` picks.
-  template <class Pred>
-  void remove_forward_rules(Pred doomed) {
-    std::string rules;
-    if (run_program({"iptables", "-w", "-S", "FORWARD"}, &rules) != 0) return;
-    std::istringstream in(rules);
-    for (std::string line; std::getline(in, line);) {
-      const auto at = line.find("--comment \"modhost " + scope_label() + " ");
-      if (at == std::string::npos) continue;
-      const auto start = line.find('"', at) + 1;
-      const std::string label = line.substr(start, line.find('"', start) - start);
-      if (!doomed(label)) continue;
-      const auto br = line.find("-i ");
-      if (br == std::string::npos) continue;
-      const std::string bridge = line.substr(br + 3, line.find(' ', br + 3) - br - 3);
-      while (run_program(forward_rule("-D", bridge, label)) == 0) {
-      }
+  // Lets bridged enclave traffic through FORWARD when br_netfilter would
+  // send it there. Checked and inserted under the lock of every scope (no
+  // second copy), after the caller's bridge exists (clean() keeps the rule
+  // while any bridge does).
+  Status ensure_forward_rule() {
+    if (!bridge_netfilter()) return ok_status();
+    DirLock global(global_mutex, runtime + "/.subnets.lock");
+    if (run_program(forward_rule("-C")) == 0) return ok_status();
+    std::string out;
+    if (run_program(forward_rule("-I"), &out) != 0) {
+      return Error(ErrorCode::failed_precondition,
+                   "cannot let the enclave's traffic through iptables' FORWARD chain: " + out);
+    }
+    return ok_status();
+  }
+
+  // Deletes the rule when no modhost bridge (of any scope) is left.
+  void remove_forward_rule_if_unused() {
+    DirLock global(global_mutex, runtime + "/.subnets.lock");
+    auto links = native::netlink::list_links();
+    if (!links.ok()) return;
+    for (const auto& l : links.value()) {
+      if (l.name.rfind("mhb", 0) == 0) return;
+    }
+    while (run_program(forward_rule("-D")) == 0) {
     }
   }
 
@@ -775,8 +850,9 @@ struct NativeBackend::Impl {
         int host = 0;
         in >> spec_port >> host;
         const int number = std::atoi(spec_port.c_str());
+        const std::string protocol = spec_port.substr(spec_port.find('/') + 1);
         for (const auto& p : config.ports) {
-          if (p.number == number) {
+          if (p.number == number && p.protocol == protocol) {
             ports.push_back(json::object{
                 {"name", p.name}, {"number", p.number}, {"protocol", p.protocol}, {"host_port", host}});
           }
@@ -791,7 +867,7 @@ struct NativeBackend::Impl {
     MODHOST_TRY(write_file_atomic(dir + "/run.json", json::serialize(run)));
     if (!error.empty() || !started) {
       // Whatever got made goes with the process.
-      if (const auto p = num(run, "pid"); p > 0) ::kill(static_cast<int>(p), SIGKILL);
+      (void)signal_process(static_cast<int>(num(run, "pid")), str(run, "pid_start"), SIGKILL);
       (void)::waitpid(pid, &status, 0);
       return Error(
           ErrorCode::failed_precondition,
@@ -838,17 +914,21 @@ struct NativeBackend::Impl {
     // A frozen cgroup gets no signals delivered: thaw it first.
     if (cgroups.frozen(cgroup_of(id))) (void)cgroups.freeze(cgroup_of(id), false);
     if (grace.count() > 0) {
-      ::kill(pid, SIGTERM);
+      (void)signal_process(pid, str(run, "pid_start"), SIGTERM);
       if (wait_exit(eid, name, grace)) return;
     }
-    ::kill(pid, SIGKILL);
-    for (int p : cgroups.pids(cgroup_of(id))) ::kill(p, SIGKILL);
+    (void)signal_process(pid, str(run, "pid_start"), SIGKILL);
+    for (int p : cgroups.pids(cgroup_of(id))) kill_cgroup_member(p, cgroup_of(id));
     (void)wait_exit(eid, name, 5000ms);
   }
 
   // Everything of a service but its directory's removal: processes, rootfs
   // mount, cgroup, veth.
-  Status teardown(const std::string& eid, const std::string& name) {
+  // Stops a service's processes and undoes its mounts, cgroup and exec
+  // socket. Its veth is deleted at once, or added to `links` for the caller
+  // to delete.
+  Status teardown(const std::string& eid, const std::string& name,
+                  std::vector<std::string>* links = nullptr) {
     const std::string dir = service_dir(eid, name);
     const std::string id = str(service_state(eid, name), "id");
     stop_processes(eid, name, 0ms, false);
@@ -864,11 +944,16 @@ struct NativeBackend::Impl {
         const auto pids = cgroups.pids(cgroup_of(id));
         if (pids.empty()) break;
         if (cgroups.frozen(cgroup_of(id))) (void)cgroups.freeze(cgroup_of(id), false);
-        for (int p : pids) ::kill(p, SIGKILL);
+        for (int p : pids) kill_cgroup_member(p, cgroup_of(id));
         std::this_thread::sleep_for(5ms);
       }
       MODHOST_TRY(cgroups.remove(cgroup_of(id)));
-      MODHOST_TRY(native::netlink::delete_link("mhv" + id.substr(0, 12)));
+      const std::string veth = "mhv" + id.substr(0, 12);
+      if (links) {
+        links->push_back(veth);
+      } else {
+        MODHOST_TRY(native::netlink::delete_link(veth));
+      }
     }
     return ok_status();
   }
@@ -886,24 +971,27 @@ struct NativeBackend::Impl {
     return Error(ErrorCode::internal, "cannot remove " + what + ": " + ec.message());
   }
 
-  Status remove_service_locked(const std::string& eid, const std::string& name, const std::string& kind) {
-    MODHOST_TRY(teardown(eid, name));
+  Status remove_service_locked(const std::string& eid, const std::string& name, const std::string& kind,
+                               std::vector<std::string>* links = nullptr) {
+    MODHOST_TRY(teardown(eid, name, links));
     MODHOST_TRY(remove_tree(service_dir(eid, name), "the files of service '" + name + "'"));
     write_hosts(eid);
     event(eid, kind.empty() ? "service" : kind, name, "destroy");
     return ok_status();
   }
 
-  Status remove_enclave_locked(const EnclaveInfo& e) {
+  Status remove_enclave_locked(const EnclaveInfo& e, bool detached) {
+    std::vector<std::string> links;
     for (const auto& name : service_names(e.id)) {
-      MODHOST_TRY(remove_service_locked(e.id, name, str(service_state(e.id, name), "kind")));
+      MODHOST_TRY(remove_service_locked(e.id, name, str(service_state(e.id, name), "kind"), &links));
     }
     // Services half-made by a crash have a directory but no service.json.
     std::error_code ec;
     for (const auto& d : fs::directory_iterator(enclave_dir(e.id) + "/services", ec)) {
       (void)::umount2((d.path() / "rootfs").c_str(), MNT_DETACH);
     }
-    MODHOST_TRY(remove_bridge(e.id));
+    links.push_back(bridge_name(e.id));
+    MODHOST_TRY(delete_links(std::move(links), detached));
     MODHOST_TRY(remove_tree(enclave_dir(e.id), "the files of enclave '" + e.name + "'"));
     return ok_status();
   }
@@ -1019,15 +1107,9 @@ Result<EnclaveInfo> NativeBackend::create_enclave(std::string_view name_in) {
     forwarding.flush();
     if (!forwarding) s = Error(ErrorCode::internal, "cannot turn forwarding off on bridge " + bridge);
   }
-  if (s.ok() && bridge_netfilter()) {
-    std::string out;
-    if (run_program(forward_rule("-I", bridge, impl_->link_label(e.id)), &out) != 0) {
-      s = Error(ErrorCode::failed_precondition,
-                "cannot let the enclave's traffic through iptables' FORWARD chain: " + out);
-    }
-  }
+  if (s.ok()) s = impl_->ensure_forward_rule();
   if (!s.ok()) {
-    (void)impl_->remove_bridge(e.id);
+    (void)native::netlink::delete_link(Impl::bridge_name(e.id));
     fs::remove_all(dir, ec);
     return s.error().context("cannot create enclave '" + name + "'");
   }
@@ -1070,7 +1152,7 @@ Status NativeBackend::remove_enclave(std::string_view enclave_id, bool force) {
     return Error(ErrorCode::failed_precondition,
                  "enclave '" + e.name + "' has running services; stop it first or use -f");
   }
-  return impl_->remove_enclave_locked(e);
+  return impl_->remove_enclave_locked(e, /*detached=*/true);
 }
 
 // --- Services -------------------------------------------------------------------
@@ -1091,10 +1173,9 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
     return Error(ErrorCode::invalid_argument, ctx + ": unknown kind '" + config.kind + "'");
   }
   for (const auto& p : config.ports) {
-    if (p.protocol != "tcp") {
-      return Error(ErrorCode::invalid_argument, ctx +
-                                                    ": the native backend publishes tcp ports only (port '" +
-                                                    p.name + "' is " + p.protocol + ")");
+    if (p.protocol != "tcp" && p.protocol != "udp") {
+      return Error(ErrorCode::invalid_argument,
+                   ctx + ": port '" + p.name + "' has protocol '" + p.protocol + "'; use tcp or udp");
     }
     if (p.number == 0)
       return Error(ErrorCode::invalid_argument, ctx + ": invalid port spec '" + p.name + "'");
@@ -1285,8 +1366,10 @@ Status NativeBackend::remove_service(std::string_view enclave_id, std::string_vi
   MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
   DirLock lock(impl_->mutex, impl_->root + "/.lock");
   MODHOST_TRY(impl_->require_service(e.id, std::string(name), e));
-  return impl_->remove_service_locked(e.id, std::string(name),
-                                      str(impl_->service_state(e.id, std::string(name)), "kind"));
+  std::vector<std::string> links;
+  MODHOST_TRY(impl_->remove_service_locked(
+      e.id, std::string(name), str(impl_->service_state(e.id, std::string(name)), "kind"), &links));
+  return impl_->delete_links(std::move(links), /*detached=*/true);
 }
 
 Status NativeBackend::stop_service(std::string_view enclave_id, std::string_view name_in, int grace_seconds) {
@@ -1365,7 +1448,7 @@ Status NativeBackend::kill_service(std::string_view enclave_id, std::string_view
   }
   impl_->event(e.id, str(impl_->service_state(e.id, name), "kind"), name, "kill",
                {{"signal", std::to_string(signal)}});
-  if (::kill(pid, signal) != 0) {
+  if (!signal_process(pid, str(run, "pid_start"), signal)) {
     return Error(ErrorCode::internal, "cannot signal service '" + name + "': " + std::strerror(errno));
   }
   // SIGKILL ends PID 1 itself: the exit is known once the shim recorded it.
@@ -1835,7 +1918,7 @@ Result<CleanReport> NativeBackend::clean(bool all) {
   for (const auto& e : impl_->all_enclaves()) {
     const bool remove = !e.complete || all || e.status != EnclaveStatus::running;
     if (remove) {
-      MODHOST_TRY(impl_->remove_enclave_locked(e));
+      MODHOST_TRY(impl_->remove_enclave_locked(e, /*detached=*/false));
       report.removed.push_back(std::string(e.complete ? "enclave " : "half-made enclave ") + e.name + " (" +
                                e.id + ")");
       continue;
@@ -1853,7 +1936,7 @@ Result<CleanReport> NativeBackend::clean(bool all) {
   for (const auto& rel : impl_->cgroups.children("modhost/" + impl_->scope_label())) {
     const std::string id = rel.substr(rel.rfind('/') + 1);
     if (known_services.count(id)) continue;
-    for (int p : impl_->cgroups.pids(rel)) ::kill(p, SIGKILL);
+    for (int p : impl_->cgroups.pids(rel)) kill_cgroup_member(p, rel);
     if (impl_->cgroups.remove(rel).ok()) report.removed.push_back("cgroup " + rel);
   }
   if (auto links = native::netlink::list_links(); links.ok()) {
@@ -1863,10 +1946,7 @@ Result<CleanReport> NativeBackend::clean(bool all) {
       if (native::netlink::delete_link(l.name).ok()) report.removed.push_back("bridge " + l.name);
     }
   }
-  impl_->remove_forward_rules([&](const std::string& label) {
-    const std::string id = label.substr(label.rfind(' ') + 1);
-    return !known_enclaves.count(id);
-  });
+  impl_->remove_forward_rule_if_unused();
   // A scope with nothing left leaves no directory either (its lock file goes
   // with it; the next use makes both again).
   std::error_code ec;

@@ -8,11 +8,15 @@
 //
 // The parent half, once the child runs, is the shim: it reaps the container's
 // PID 1 and records its exit code (and whether the kernel's OOM killer
-// struck), and forwards the service's published ports from 127.0.0.1.
+// struck), and forwards the service's published ports (tcp and udp) from
+// 127.0.0.1.
 //
 // Descriptors on entry: 3 = the spec (records, see native_backend.cpp),
 // 4 = the report pipe to stage1 ("pid N", "port P/tcp HOSTPORT", then
 // stage3's "started PID" or an "error MESSAGE" line).
+//
+// `modhost-spawn delete-link NAME...` is its other use: deleting links in the
+// background (see delete_links_detached).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -33,6 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -351,7 +356,21 @@ struct Link {
 struct Listener {
   int fd = -1;
   int port = 0;  // inside the container
+  bool udp = false;
 };
+
+// A UDP "connection": datagrams from one client to one published port go out
+// of a socket of its own, connected to the service, so replies find their
+// way back to that client. Forgotten after kUdpIdle without traffic (as
+// Docker's proxy does).
+struct UdpFlow {
+  int listener = -1;  // the published socket (replies leave from it)
+  sockaddr_in client{};
+  int upstream = -1;
+  std::chrono::steady_clock::time_point last;
+};
+constexpr auto kUdpIdle = std::chrono::seconds(90);
+constexpr std::size_t kUdpMaxFlows = 1024;
 
 // Moves what `from` has into `flow` and what `flow` holds into `to`.
 // False: the link is broken.
@@ -395,14 +414,66 @@ long oom_kills(const Records& spec) {
   return 0;
 }
 
+// The service's address and port `port`.
+sockaddr_in service_address(const std::string& ip, int port) {
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(port));
+  ::inet_pton(AF_INET, ip.c_str(), &to.sin_addr);
+  return to;
+}
+
+// Datagrams waiting on a published UDP socket, each sent on to the service
+// through its client's flow (made on its first datagram).
+void forward_udp_in(const Listener& l, const std::string& ip, std::list<UdpFlow>& flows) {
+  char buf[65536];
+  for (int budget = 0; budget < 64; ++budget) {
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    const ssize_t n = ::recvfrom(l.fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+    if (n < 0) return;  // EAGAIN: drained
+    auto f = std::find_if(flows.begin(), flows.end(), [&](const UdpFlow& x) {
+      return x.listener == l.fd && x.client.sin_addr.s_addr == from.sin_addr.s_addr &&
+             x.client.sin_port == from.sin_port;
+    });
+    if (f == flows.end()) {
+      if (flows.size() >= kUdpMaxFlows) continue;  // dropped, as an overloaded network would
+      const int u = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      const sockaddr_in to = service_address(ip, l.port);
+      if (u < 0 || ::connect(u, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+        if (u >= 0) ::close(u);
+        continue;
+      }
+      f = flows.insert(flows.end(), UdpFlow{l.fd, from, u, {}});
+    }
+    f->last = std::chrono::steady_clock::now();
+    (void)::send(f->upstream, buf, static_cast<std::size_t>(n), 0);
+  }
+}
+
+// The service's replies on one flow, back to its client from the published
+// socket.
+void forward_udp_out(UdpFlow& f) {
+  char buf[65536];
+  for (int budget = 0; budget < 64; ++budget) {
+    const ssize_t n = ::recv(f.upstream, buf, sizeof buf, 0);
+    if (n < 0) return;  // drained, or ECONNREFUSED (nothing listens yet): the flow stays
+    f.last = std::chrono::steady_clock::now();
+    (void)::sendto(f.listener, buf, static_cast<std::size_t>(n), 0,
+                   reinterpret_cast<const sockaddr*>(&f.client), sizeof f.client);
+  }
+}
+
 [[noreturn]] void shim(const Records& spec, pid_t child, std::vector<Listener> listeners, int sfd) {
   const std::string ip = record(spec, "ip");
   const long oom_before = oom_kills(spec);
   std::list<Link> links;
+  std::list<UdpFlow> flows;
   int status = 0;
   while (true) {
     std::vector<pollfd> fds{{sfd, POLLIN, 0}};
     for (const auto& l : listeners) fds.push_back({l.fd, POLLIN, 0});
+    for (const auto& f : flows) fds.push_back({f.upstream, POLLIN, 0});
     for (auto& k : links) {
       if (k.connecting) {
         fds.push_back({k.client, 0, 0});
@@ -417,7 +488,8 @@ long oom_kills(const Records& spec) {
       fds.push_back({k.client, ce, 0});
       fds.push_back({k.upstream, ue, 0});
     }
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
+    // With UDP flows, wake once a second to forget idle ones.
+    if (::poll(fds.data(), fds.size(), flows.empty() ? -1 : 1000) < 0) {
       if (errno == EINTR) continue;
       break;
     }
@@ -427,8 +499,18 @@ long oom_kills(const Records& spec) {
         if (::waitpid(child, &status, WNOHANG) == child) break;
       }
     }
-    // Links first (every one was polled), then the listeners' new ones.
+    // UDP flows, then TCP links (every one was polled), then the listeners'
+    // new ones.
     std::size_t i = 1 + listeners.size();
+    const auto now = std::chrono::steady_clock::now();
+    for (UdpFlow& f : flows) {
+      if (fds[i++].revents & POLLIN) forward_udp_out(f);
+      if (now - f.last > kUdpIdle) {
+        ::close(f.upstream);
+        f.upstream = -1;
+      }
+    }
+    flows.remove_if([](const UdpFlow& f) { return f.upstream < 0; });
     for (Link& k : links) {
       const short ce = fds[i].revents, ue = fds[i + 1].revents;
       i += 2;
@@ -457,6 +539,10 @@ long oom_kills(const Records& spec) {
     i = 1;
     for (const auto& l : listeners) {
       if (!(fds[i++].revents & POLLIN)) continue;
+      if (l.udp) {
+        forward_udp_in(l, ip, flows);
+        continue;
+      }
       const int c = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (c < 0) {
         // Out of descriptors: the listener stays readable; do not spin.
@@ -464,11 +550,9 @@ long oom_kills(const Records& spec) {
         continue;
       }
       const int u = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-      sockaddr_in to{};
-      to.sin_family = AF_INET;
-      to.sin_port = htons(static_cast<std::uint16_t>(l.port));
-      ::inet_pton(AF_INET, ip.c_str(), &to.sin_addr);
-      if (u < 0 || (::connect(u, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0 && errno != EINPROGRESS)) {
+      const sockaddr_in to = service_address(ip, l.port);
+      if (u < 0 ||
+          (::connect(u, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0 && errno != EINPROGRESS)) {
         ::close(c);
         if (u >= 0) ::close(u);
         continue;
@@ -514,9 +598,26 @@ long oom_kills(const Records& spec) {
   ::_exit(0);
 }
 
+// `modhost-spawn delete-link NAME...`: deletes the native backend's links in
+// the background. The kernel takes tens of milliseconds to unregister a
+// link; the host starts this, which forks and returns at once, and the
+// child (reparented to init) waits for the kernel, one link after another.
+int delete_links_detached(int count, char** names) {
+  for (int i = 0; i < count; ++i) {
+    if (std::strncmp(names[i], "mh", 2) != 0) return 2;  // only links the backend names
+  }
+  const pid_t child = ::fork();
+  if (child != 0) return child > 0 ? 0 : 1;
+  ::setsid();
+  int failed = 0;
+  for (int i = 0; i < count; ++i) failed += netlink::delete_link(names[i]).ok() ? 0 : 1;
+  ::_exit(failed == 0 ? 0 : 1);
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc >= 3 && std::strcmp(argv[1], "delete-link") == 0) return delete_links_detached(argc - 2, argv + 2);
   const Records spec = decode_records(read_all(kSpecFd));
   ::close(kSpecFd);
   ::prctl(PR_SET_NAME, "modhost-shim");
@@ -597,23 +698,25 @@ int main() {
     }
   }
 
-  // 5. Its published ports: a listener on 127.0.0.1 at a free port each.
+  // 5. Its published ports: a socket on 127.0.0.1 at a free port each (a
+  //    TCP listener, or a UDP socket).
   std::vector<Listener> listeners;
   std::string ports_report;
   for (const std::string& p : all_records(spec, "port")) {
     const int inner = std::atoi(p.c_str());
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    const bool udp = p.size() > 4 && p.compare(p.size() - 4, 4, "/udp") == 0;
+    const int fd = ::socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof a;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 128) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        (!udp && ::listen(fd, 128) != 0) || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
       const int err = errno;
       ::kill(pid, SIGKILL);
       fail("cannot publish port " + p, err);
     }
-    listeners.push_back(Listener{fd, inner});
+    listeners.push_back(Listener{fd, inner, udp});
     ports_report += "port " + p + " " + std::to_string(ntohs(a.sin_port)) + "\n";
   }
 

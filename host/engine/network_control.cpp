@@ -72,10 +72,6 @@ bool is_shaper(int pid) {
   return cmdline.find("modhost-netshaper") != std::string::npos;
 }
 
-// An address inside the enclave subnet, or false: never shape by an address
-// that could match anything outside the enclave.
-bool in_subnet(const std::string& ip, const std::string& cidr) { return backend::ip_in_subnet(ip, cidr); }
-
 // A running service and how its namespace is entered: from this host by the
 // pid of one of its processes, or through a helper container that shares it.
 struct Target {
@@ -178,7 +174,8 @@ struct NetworkControl::Impl {
       if (kind != s.labels.end() && kind->second == "module") continue;
       if (all_names != nullptr) all_names->push_back(s.name);
       if (s.status != ServiceStatus::running && s.status != ServiceStatus::paused) continue;
-      if (!in_subnet(s.ip, enclave.subnet)) {
+      // Never shape by an address that could match anything outside the enclave.
+      if (!backend::ip_in_subnet(s.ip, enclave.subnet)) {
         return Error(ErrorCode::failed_precondition, "service '" + s.name + "' has address '" + s.ip +
                                                          "', not inside the enclave subnet " +
                                                          enclave.subnet);

@@ -22,6 +22,7 @@
 #include "backends/docker/http_client.hpp"
 #include "backends/image/image.hpp"
 #include "backends/native/native_backend.hpp"
+#include "tests/support/native_leftovers.hpp"
 
 namespace modhost::testing {
 namespace {
@@ -149,53 +150,6 @@ TestBackend make_docker(TestBackend tb) {
 
 // --- native ---
 
-// The scope's resources as the kernel and the file system see them, without
-// the backend: state directories, mounts, cgroups, links, iptables rules.
-std::vector<std::string> native_labelled(const std::string& state_dir, const std::string& scope) {
-  namespace fs = std::filesystem;
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(state_dir + "/enclaves", ec)) {
-    out.push_back("enclave directory " + e.path().filename().string());
-  }
-  std::ifstream mi("/proc/self/mountinfo");
-  for (std::string line; std::getline(mi, line);) {
-    std::istringstream in(line);
-    std::string id, parent, dev, root, mount;
-    in >> id >> parent >> dev >> root >> mount;
-    if (mount.rfind(state_dir + "/", 0) == 0) out.push_back("mount " + mount);
-  }
-  for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer",
-                                "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"}) {
-    const std::string base = std::string(hierarchy) + "/modhost/" + scope;
-    for (const auto& c : fs::directory_iterator(base, ec)) {
-      if (c.is_directory()) out.push_back("cgroup " + c.path().string());
-    }
-    if (fs::exists(base)) out.push_back("cgroup " + base);
-  }
-  // Links carry "modhost SCOPE ..." as their alias.
-  std::ifstream links("/proc/net/dev");
-  for (std::string line; std::getline(links, line);) {
-    const auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string name = line.substr(0, colon);
-    name.erase(0, name.find_first_not_of(' '));
-    std::ifstream alias("/sys/class/net/" + name + "/ifalias");
-    std::string a;
-    std::getline(alias, a);
-    if (a.rfind("modhost " + scope + " ", 0) == 0) out.push_back("link " + name);
-  }
-  if (FILE* p = ::popen("iptables -w -S FORWARD 2>/dev/null", "r")) {
-    char buf[1024];
-    while (std::fgets(buf, sizeof buf, p)) {
-      if (std::string(buf).find("modhost " + scope + " ") != std::string::npos)
-        out.push_back(std::string("iptables rule ") + buf);
-    }
-    ::pclose(p);
-  }
-  return out;
-}
-
 TestBackend make_native(TestBackend tb) {
   if (::geteuid() != 0) {
     tb.skip_reason = "the native backend needs root";
@@ -214,26 +168,24 @@ TestBackend make_native(TestBackend tb) {
   const std::string scope = tb.scope;
   tb.backend = std::move(made).value();
   tb.list_labelled = [state_dir, scope]() -> Result<std::vector<std::string>> {
-    return native_labelled(state_dir, scope);
+    return test::native_leftovers_settled(state_dir, scope);
   };
   tb.purge = [state_dir, scope]() {
     namespace fs = std::filesystem;
     std::error_code ec;
-    for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer",
-                                  "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"}) {
+    for (const char* hierarchy : test::kNativeCgroupRoots) {
       const std::string base = std::string(hierarchy) + "/modhost/" + scope;
       for (const auto& c : fs::directory_iterator(base, ec)) {
         std::ifstream procs(c.path() / "cgroup.procs");
         for (int pid = 0; procs >> pid;) ::kill(pid, SIGKILL);
       }
     }
-    for (const auto& l : native_labelled(state_dir, scope)) {
+    for (const auto& l : test::native_leftovers(state_dir, scope)) {
       if (l.rfind("mount ", 0) == 0) ::umount2(l.substr(6).c_str(), MNT_DETACH);
       if (l.rfind("link ", 0) == 0)
         (void)std::system(("ip link del " + l.substr(5) + " 2>/dev/null").c_str());
     }
-    for (const char* hierarchy : {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer",
-                                  "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"}) {
+    for (const char* hierarchy : test::kNativeCgroupRoots) {
       const std::string base = std::string(hierarchy) + "/modhost/" + scope;
       for (const auto& c : fs::directory_iterator(base, ec)) ::rmdir(c.path().c_str());
       ::rmdir(base.c_str());
@@ -303,6 +255,13 @@ Status ensure_test_image(backend::Backend& b) {
         "printf", "seq", "head", "tr",    "dd",   "touch", "rm", "kill", "ps",    "id",    "env"}) {
     layer.add_symlink(std::string("bin/") + applet, "busybox");
   }
+  std::ifstream echo_in(MODHOST_TEST_UDP_ECHO, std::ios::binary);
+  std::stringstream echo;
+  echo << echo_in.rdbuf();
+  if (!echo_in || echo.str().empty())
+    return Error(ErrorCode::not_found,
+                 std::string(MODHOST_TEST_UDP_ECHO) + " is missing: build the tests first");
+  layer.add_file("bin/udp-echo", echo.str(), 0755);
   layer.add_directory("www");
   layer.add_file("www/index.html", kTestIndexBody);
   layer.add_directory("etc");
@@ -357,19 +316,6 @@ Result<std::string> http_get_loopback(std::uint16_t port, const std::string& pat
   }
   ::close(fd);
   return out;
-}
-
-bool ip_in_subnet(const std::string& ip, const std::string& cidr) {
-  const auto slash = cidr.find('/');
-  if (slash == std::string::npos || ip.empty()) return false;
-  in_addr a{};
-  in_addr net{};
-  if (inet_pton(AF_INET, ip.c_str(), &a) != 1) return false;
-  if (inet_pton(AF_INET, cidr.substr(0, slash).c_str(), &net) != 1) return false;
-  const int bits = std::stoi(cidr.substr(slash + 1));
-  if (bits < 8 || bits > 32) return false;  // never accept a subnet wide enough to reach elsewhere
-  const std::uint32_t mask = bits == 32 ? 0xFFFFFFFFu : ~((1u << (32 - bits)) - 1);
-  return (ntohl(a.s_addr) & mask) == (ntohl(net.s_addr) & mask);
 }
 
 std::string make_tgz(const std::vector<std::pair<std::string, std::string>>& files) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backends/backend.hpp"
+#include "backends/net.hpp"
 #include "modhost/result.hpp"
 
 namespace modhost::testing {
@@ -20,9 +21,9 @@ std::string describe(const Result<T>& r) {
   return r.ok() ? "ok" : r.error().message();
 }
 
-// The busybox image every test service runs (sh, nc, httpd, cat, sleep, ...;
-// /www/index.html holds kTestIndexBody).
-inline constexpr const char* kTestImage = "modhost-test/busybox:2";
+// The busybox image every test service runs (sh, nc, httpd, cat, sleep, ...,
+// and udp-echo PORT; /www/index.html holds kTestIndexBody).
+inline constexpr const char* kTestImage = "modhost-test/busybox:3";
 inline constexpr const char* kTestIndexBody = "modhost conformance index page\n";
 
 struct TestBackend {
@@ -64,8 +65,7 @@ std::string random_suffix(std::size_t chars = 8);
 // GET http://127.0.0.1:PORT/PATH with plain sockets: the whole response (status line, headers, body).
 Result<std::string> http_get_loopback(std::uint16_t port, const std::string& path);
 
-// True when IPv4 `ip` lies inside `cidr` (a.b.c.d/n).
-bool ip_in_subnet(const std::string& ip, const std::string& cidr);
+using backend::ip_in_subnet;  // backends/net.hpp
 
 // A .tgz of the given files ({path, content}); directories are made as needed.
 std::string make_tgz(const std::vector<std::pair<std::string, std::string>>& files);

@@ -2,6 +2,10 @@
 // every resource it makes); afterwards nothing labelled with that scope may be
 // left. Traffic goes only to 127.0.0.1 and to the test's own services.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -27,7 +31,6 @@ using modhost::testing::describe;
     ASSERT_FALSE(modhost_r_.ok()) << #expr << " succeeded, expected " << #code_;            \
     EXPECT_EQ(modhost_r_.error().code(), ErrorCode::code_) << modhost_r_.error().message(); \
   } while (false)
-
 
 // busybox httpd on 8080 serving /www, published.
 ServiceConfig http_service(const std::string& name) {
@@ -267,6 +270,49 @@ TEST_P(BackendConformance, PublishedPortsAnswerOnLoopback) {
   ASSERT_OK(page);
   EXPECT_NE(page->find("200 OK"), std::string::npos) << page.value();
   EXPECT_NE(page->find(kTestIndexBody), std::string::npos) << page.value();
+  ASSERT_OK(b_->remove_enclave(e.id, true));
+}
+
+// A UDP port is published on loopback too; replies find their way back to
+// each client (two clients, each gets its own answers).
+TEST_P(BackendConformance, PublishedUdpPortsAnswerOnLoopback) {
+  EnclaveInfo e = enclave("udp");
+  ServiceConfig c;
+  c.name = "echo";
+  c.image = kTestImage;
+  c.entrypoint = {"/bin/udp-echo"};
+  c.cmd = {"5353"};
+  c.ports = {PortSpec{"dns", 5353, "udp"}};
+  ServiceInfo s = add(e, c);
+  const std::uint16_t port = host_port(s, 5353);
+  ASSERT_GT(port, 0);
+  // Sends `message` from `fd` until an answer comes (the server may not be
+  // bound yet), at most 10 s.
+  auto ask = [port](int fd, const std::string& message) -> std::string {
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      (void)::sendto(fd, message.data(), message.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 200) == 1) {
+        char buf[256];
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n > 0) return std::string(buf, static_cast<std::size_t>(n));
+      }
+    }
+    return "";
+  };
+  const int a = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  const int b = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(ask(a, "from a"), "echo from a");
+  EXPECT_EQ(ask(b, "from b"), "echo from b");
+  EXPECT_EQ(ask(a, "again a"), "echo again a");
+  ::close(a);
+  ::close(b);
   ASSERT_OK(b_->remove_enclave(e.id, true));
 }
 

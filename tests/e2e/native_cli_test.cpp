@@ -93,7 +93,7 @@ TEST_F(NativeCli, ProgramsThatCannotRunAreOneLineErrorsAndLeaveNothing) {
   expect_error(mh({"service", "add", "bad", "notexec", kBusybox, "--entrypoint", "/etc/passwd"}), 5,
                "Permission denied");
   expect_error(mh({"service", "add", "bad", "noimage", "modhost/not-there:1"}), 4, "not found");
-  expect_error(mh({"service", "add", "bad", "udp", kBusybox, "--ports", "dns=53/udp"}), 3, "tcp ports only");
+  expect_error(mh({"service", "add", "bad", "icmp", kBusybox, "--ports", "dns=53/icmp"}), 3, "unknown protocol");
   auto ls = mh_json({"service", "ls", "bad"});
   EXPECT_TRUE(ls.at("services").as_array().empty()) << ls;
 }
@@ -190,6 +190,66 @@ TEST_F(NativeCli, AContainerCannotReachTheHostThroughProcDevicesOrSymlinks) {
   EXPECT_FALSE(std::filesystem::exists(escape + "/hosts")) << "made on the host: " << escape << "/hosts";
   std::filesystem::remove_all(escape);
   EXPECT_EQ(mh({"image", "rm", config.reference}).exit_code, 0);
+}
+
+// Removing an enclave or a service returns before the kernel has
+// unregistered their links (tens of milliseconds each); a helper finishes
+// that, and then nothing is left: no link, no helper process. Bridged
+// enclave traffic passes one shared FORWARD rule, never a second copy.
+TEST_F(NativeCli, RemovedLinksGoInTheBackgroundAndOneForwardRuleServesEveryEnclave) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "links"}).exit_code, 0);
+  ASSERT_EQ(mh({"service", "add", "links", "a", kBusybox, "--", "sleep", "3600"}).exit_code, 0);
+  ASSERT_EQ(mh({"service", "add", "links", "b", kBusybox, "--", "sleep", "3600"}).exit_code, 0);
+  // More enclaves at once, from separate processes.
+  std::vector<modhost::test::Background> adds;
+  for (int k = 0; k < 3; ++k) {
+    adds.push_back(modhost::test::spawn(
+        {modhost::test::kModhostCli, "enclave", "add", "--name", "more" + std::to_string(k)},
+        scope_ + "-more" + std::to_string(k)));
+  }
+  for (auto& a : adds) EXPECT_EQ(modhost::test::wait_exit(a.pid, 20s), std::optional<int>(0));
+  const std::string bridge =
+      "mhb" + std::string(mh_json({"enclave", "inspect", "links"}).at("id").as_string()).substr(0, 12);
+  const std::string veth_a =
+      "mhv" + std::string(mh_json({"service", "inspect", "links", "a"}).at("id").as_string()).substr(0, 12);
+  const std::string veth_b =
+      "mhv" + std::string(mh_json({"service", "inspect", "links", "b"}).at("id").as_string()).substr(0, 12);
+  auto exists = [](const std::string& link) { return std::filesystem::exists("/sys/class/net/" + link); };
+  ASSERT_TRUE(exists(bridge) && exists(veth_a) && exists(veth_b));
+  if (modhost::test::read_file("/proc/sys/net/bridge/bridge-nf-call-iptables").rfind('1', 0) == 0) {
+    const std::string rules = run_command({"/usr/sbin/iptables", "-w", "-S", "FORWARD"}).out;
+    std::size_t copies = 0;
+    for (auto at = rules.find("\"modhost bridges\""); at != std::string::npos;
+         at = rules.find("\"modhost bridges\"", at + 1))
+      ++copies;
+    EXPECT_EQ(copies, 1u) << rules;
+  }
+
+  ASSERT_EQ(mh({"service", "rm", "links", "a"}).exit_code, 0);
+  ASSERT_EQ(mh({"enclave", "rm", "-f", "links"}).exit_code, 0);
+  // Helpers deleting these links (other scopes' helpers may run meanwhile).
+  auto helpers = [&] {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& p : std::filesystem::directory_iterator("/proc", ec)) {
+      const std::string cmdline = modhost::test::read_file((p.path() / "cmdline").string());
+      if (cmdline.find("delete-link") != std::string::npos &&
+          (cmdline.find(bridge) != std::string::npos || cmdline.find(veth_a) != std::string::npos))
+        ++n;
+    }
+    return n;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while ((exists(bridge) || exists(veth_a) || exists(veth_b)) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(exists(bridge));
+  EXPECT_FALSE(exists(veth_a));
+  EXPECT_FALSE(exists(veth_b));
+  // The helpers end with their last link.
+  const auto helper_deadline = std::chrono::steady_clock::now() + 10s;
+  while (helpers() > 0 && std::chrono::steady_clock::now() < helper_deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(helpers(), 0);
 }
 
 TEST_F(NativeCli, WithoutRootTheNativeBackendSaysWhatItNeeds) {

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "backends/net.hpp"
 #include "support/docker_cli.hpp"
 #include "support/unix_proxy.hpp"
 
@@ -30,19 +31,6 @@ namespace {
 const std::string kModhost = modhost::test::kModhostCli;
 const std::string& kDocker = modhost::test::kDockerCli;
 const std::string& kBusybox = modhost::test::kBusyboxImage;
-
-bool in_subnet(const std::string& ip, const std::string& cidr) {
-  auto octets = [](const std::string& s) {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (std::sscanf(s.c_str(), "%u.%u.%u.%u", &a, &b, &c, &d) != 4) return 0u;
-    return (a << 24) | (b << 16) | (c << 8) | d;
-  };
-  auto slash = cidr.find('/');
-  if (ip.empty() || slash == std::string::npos) return false;
-  const int bits = std::stoi(cidr.substr(slash + 1));
-  const unsigned mask = bits == 0 ? 0 : ~0u << (32 - bits);
-  return octets(ip) != 0 && (octets(ip) & mask) == (octets(cidr.substr(0, slash)) & mask);
-}
 
 double median(std::vector<double> v) {
   if (v.empty()) return -1;
@@ -81,7 +69,8 @@ class PartitionDocker : public modhost::test::DockerCliTest {
       ASSERT_EQ(r.exit_code, 0) << r.err;
       auto info = mh_json({"service", "inspect", name, s});
       std::string ip(info.at("ip").as_string());
-      ASSERT_TRUE(in_subnet(ip, subnet_)) << s << " has address '" << ip << "' outside " << subnet_;
+      ASSERT_TRUE(modhost::backend::ip_in_subnet(ip, subnet_))
+          << s << " has address '" << ip << "' outside " << subnet_;
       ips_[s] = ip;
     }
   }
@@ -100,7 +89,7 @@ class PartitionDocker : public modhost::test::DockerCliTest {
   // connection, 2 s timeout.
   bool connects(const std::string& from, const std::string& to) {
     const std::string& ip = ips_.at(to);
-    EXPECT_TRUE(in_subnet(ip, subnet_));
+    EXPECT_TRUE(modhost::backend::ip_in_subnet(ip, subnet_));
     auto r = exec(from, {"sh", "-c", "printf 'GET /ok HTTP/1.0\\r\\n\\r\\n' | nc -w 2 " + ip + " 8080"});
     return r.out.find("200 OK") != std::string::npos && r.out.find("\nok") != std::string::npos;
   }
@@ -112,7 +101,7 @@ class PartitionDocker : public modhost::test::DockerCliTest {
   };
   Pings ping(const std::string& from, const std::string& to, int count, const std::string& interval) {
     const std::string& ip = ips_.at(to);
-    EXPECT_TRUE(in_subnet(ip, subnet_));
+    EXPECT_TRUE(modhost::backend::ip_in_subnet(ip, subnet_));
     auto r = exec(from, {"ping", "-c", std::to_string(count), "-i", interval, "-W", "2", ip});
     Pings p;
     p.sent = count;

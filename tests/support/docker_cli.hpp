@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "support/native_leftovers.hpp"
 #include "support/process_util.hpp"
 
 namespace modhost::test {
@@ -32,35 +33,12 @@ inline std::string native_state_dir(const std::string& scope) {
   return std::string(root && *root ? root : "/run/modhost/native") + "/" + scope;
 }
 
-// Everything of one scope on the native backend, as the kernel and the file
-// system see it: enclave directories, links labelled with the scope (their
-// alias), cgroups, mounts.
+// Everything of one scope on the native backend, one per line (see
+// native_leftovers.hpp).
 inline std::string native_labelled(const std::string& scope) {
   std::string out;
-  std::error_code ec;
-  const std::string dir = native_state_dir(scope);
-  for (const auto& e : std::filesystem::directory_iterator(dir + "/enclaves", ec)) {
-    out += "enclave " + e.path().filename().string() + "\n";
-  }
-  if (std::filesystem::exists(dir)) out += "state directory " + dir + "\n";  // clean --all removes it
-  for (const auto& l : std::filesystem::directory_iterator("/sys/class/net", ec)) {
-    std::ifstream alias(l.path() / "ifalias");
-    std::string a;
-    std::getline(alias, a);
-    if (a.rfind("modhost " + scope + " ", 0) == 0) out += "link " + l.path().filename().string() + "\n";
-  }
-  for (const char* h :
-       {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/freezer", "/sys/fs/cgroup"}) {
-    const std::string base = std::string(h) + "/modhost/" + scope;
-    for (const auto& c : std::filesystem::directory_iterator(base, ec)) {
-      if (c.is_directory()) out += "cgroup " + c.path().string() + "\n";
-    }
-    if (std::filesystem::exists(base)) out += "cgroup " + base + "\n";
-  }
-  std::ifstream mounts("/proc/self/mountinfo");
-  for (std::string line; std::getline(mounts, line);) {
-    if (line.find(" " + dir + "/") != std::string::npos) out += "mount " + line + "\n";
-  }
+  for (const auto& l : native_leftovers_settled(native_state_dir(scope), scope, /*count_state_dir=*/true))
+    out += l + "\n";
   return out;
 }
 
