@@ -45,12 +45,11 @@ Result<Cgroups> Cgroups::detect() {
   if (fs::exists("/sys/fs/cgroup/cgroup.controllers")) {
     c.v2_ = true;
     c.unified = "/sys/fs/cgroup";
-    const std::string controllers = read_text("/sys/fs/cgroup/cgroup.controllers");
-    for (const char* need : {"memory", "pids", "cpu"}) {
-      if (controllers.find(need) == std::string::npos) {
-        return Error(ErrorCode::failed_precondition,
-                     std::string("the cgroup v2 controller '") + need + "' is not available");
-      }
+    // Controllers a v1 hierarchy still holds are missing here: a service
+    // runs without them, and a limit that needs one is refused.
+    std::istringstream controllers(read_text("/sys/fs/cgroup/cgroup.controllers"));
+    for (std::string name; controllers >> name;) {
+      if (name == "memory" || name == "pids" || name == "cpu") c.v2_controllers_.push_back(name);
     }
     return c;
   }
@@ -97,11 +96,23 @@ std::vector<std::string> Cgroups::dirs(const std::string& relative) const {
 
 Status Cgroups::create(const std::string& relative, const CgroupLimits& limits) const {
   if (v2_) {
-    // Controllers are enabled for the children of every level on the way.
+    for (const auto& [limit, controller] :
+         {std::pair{limits.memory_bytes > 0, "memory"}, std::pair{limits.pids > 0, "pids"},
+          std::pair{limits.cpus > 0, "cpu"}}) {
+      if (limit &&
+          std::find(v2_controllers_.begin(), v2_controllers_.end(), controller) == v2_controllers_.end()) {
+        return Error(ErrorCode::failed_precondition,
+                     std::string("cannot apply the limit: the cgroup v2 controller '") + controller +
+                         "' is not available on this host (a cgroup v1 hierarchy holds it)");
+      }
+    }
+    // Controllers are enabled for the children of every level on the way,
+    // one by one (a write naming one that is missing enables none).
     std::string path = unified;
     const auto parts = fs::path(relative);
     for (const auto& part : parts) {
-      (void)write_text(path + "/cgroup.subtree_control", "+memory +pids +cpu");
+      for (const auto& controller : v2_controllers_)
+        (void)write_text(path + "/cgroup.subtree_control", "+" + controller);
       path += "/" + part.string();
       MODHOST_TRY(make_dir(path));
     }
@@ -185,7 +196,15 @@ std::vector<int> Cgroups::pids(const std::string& relative) const {
 }
 
 Status Cgroups::freeze(const std::string& relative, bool frozen_state) const {
-  if (v2_) return write_text(unified + "/" + relative + "/cgroup.freeze", frozen_state ? "1" : "0");
+  if (v2_) {
+    MODHOST_TRY(write_text(unified + "/" + relative + "/cgroup.freeze", frozen_state ? "1" : "0"));
+    // cgroup.events says "frozen 1" once every task stopped.
+    for (int i = 0; i < 200 && frozen_state; ++i) {
+      if (read_text(unified + "/" + relative + "/cgroup.events").find("frozen 1") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return ok_status();
+  }
   const std::string state = freezer + "/" + relative + "/freezer.state";
   MODHOST_TRY(write_text(state, frozen_state ? "FROZEN" : "THAWED"));
   // FREEZING until every task stopped.

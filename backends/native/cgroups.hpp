@@ -44,6 +44,7 @@ class Cgroups {
   Status remove_one(const std::string& relative) const;
   bool v2_ = false;
   std::string unified;                                   // v2 root
+  std::vector<std::string> v2_controllers_;              // of memory, pids and cpu, those v2 has here
   std::string memory, pids_root, cpu, freezer, devices;  // v1 mount points (devices optional)
 };
 

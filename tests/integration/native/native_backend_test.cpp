@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "tests/conformance/backend_factory.hpp"
@@ -85,6 +87,36 @@ TEST_F(NativeBackendTest, TheDeviceCgroupLetsAServiceOpenOnlyItsOwnDevices) {
       sh("dev", "head -c 4 /dev/urandom | wc -c && echo x > /dev/null && head -c 2 /dev/zero | wc -c");
   EXPECT_EQ(allowed.exit_code, 0) << allowed.output;
   EXPECT_EQ(allowed.output, "4\n2\n");
+}
+
+// On a cgroup v2 hierarchy without the memory controller (a v1 hierarchy
+// holds it), a memory limit is refused with the reason, and nothing is made.
+TEST_F(NativeBackendTest, OnCgroupV2WithoutTheMemoryControllerALimitIsRefusedClearly) {
+  std::ifstream controllers("/sys/fs/cgroup/cgroup.controllers");
+  if (!controllers) GTEST_SKIP() << "not a cgroup v2 host (on_cgroup_v2.sh runs this on one)";
+  const std::string have((std::istreambuf_iterator<char>(controllers)), {});
+  if (have.find("memory") != std::string::npos)
+    GTEST_SKIP() << "this cgroup v2 host has the memory controller";
+  ServiceConfig c = idle_service("limited");
+  c.memory_bytes = 64ull << 20;
+  auto added = b_->add_service(enclave_, c);
+  ASSERT_FALSE(added.ok());
+  EXPECT_EQ(added.error().code(), ErrorCode::failed_precondition);
+  EXPECT_NE(added.error().message().find("controller 'memory' is not available"), std::string::npos)
+      << added.error().message();
+  auto list = b_->list_services(enclave_);
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE(list->empty());
+  // Without the limit the same service runs, in a v2 cgroup.
+  c.memory_bytes = 0;
+  auto ok = b_->add_service(enclave_, c);
+  ASSERT_TRUE(ok.ok()) << describe(ok);
+  auto pause = b_->pause_service(enclave_, "limited");
+  ASSERT_TRUE(pause.ok()) << pause.error().message();
+  auto paused = b_->inspect_service(enclave_, "limited");
+  ASSERT_TRUE(paused.ok());
+  EXPECT_EQ(paused->status, ServiceStatus::paused);
+  EXPECT_TRUE(b_->unpause_service(enclave_, "limited").ok());
 }
 
 }  // namespace
