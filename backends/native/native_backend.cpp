@@ -306,13 +306,20 @@ int run_program(const std::vector<std::string>& argv, std::string* out = nullptr
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
+  // The program from the system's directories, whatever this process's PATH
+  // (a service manager's may lack /usr/sbin, where iptables is).
+  std::string program = argv[0];
+  for (const char* dir : {"/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"}) {
+    if (program.find('/') != std::string::npos) break;
+    if (::access((dir + argv[0]).c_str(), X_OK) == 0) program = dir + argv[0];
+  }
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   char path_env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
   char* envp[] = {path_env, nullptr};
   pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp);
+  const int rc = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, args.data(), envp);
   posix_spawn_file_actions_destroy(&actions);
   ::close(pipe_fds[1]);
   std::string text;
