@@ -132,7 +132,9 @@ bool signal_process(int pid, const std::string& start, int sig) {
 void kill_cgroup_member(int pid, const std::string& relative) {
   const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (fd < 0) return;
-  if (read_file("/proc/" + std::to_string(pid) + "/cgroup").find(":/" + relative + "\n") != std::string::npos)
+  // The line ends in the cgroup's path (after the hierarchy's root, which
+  // is more than "/" where this process runs in a container).
+  if (read_file("/proc/" + std::to_string(pid) + "/cgroup").find("/" + relative + "\n") != std::string::npos)
     (void)::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
   ::close(fd);
 }
@@ -308,6 +310,8 @@ int run_program(const std::vector<std::string>& argv, std::string* out = nullptr
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
   // The program from the system's directories, whatever this process's PATH
   // (a service manager's may lack /usr/sbin, where iptables is).
+  // Elsewhere (/usr/local/sbin, ...), through PATH; never the current
+  // directory.
   std::string program = argv[0];
   for (const char* dir : {"/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"}) {
     if (program.find('/') != std::string::npos) break;
@@ -319,7 +323,9 @@ int run_program(const std::vector<std::string>& argv, std::string* out = nullptr
   char path_env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
   char* envp[] = {path_env, nullptr};
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, args.data(), envp);
+  const int rc = program.find('/') != std::string::npos
+                     ? ::posix_spawn(&pid, program.c_str(), &actions, nullptr, args.data(), envp)
+                     : ::posix_spawnp(&pid, program.c_str(), &actions, nullptr, args.data(), envp);
   posix_spawn_file_actions_destroy(&actions);
   ::close(pipe_fds[1]);
   std::string text;
@@ -473,13 +479,17 @@ struct NativeBackend::Impl {
     return ok_status();
   }
 
+  // The FORWARD rule matches every modhost bridge on the host, whatever its
+  // runtime directory: its lock is one for the host.
+  static constexpr const char* kForwardRuleLock = "/run/modhost/.forward-rule.lock";
+
   // Lets bridged enclave traffic through FORWARD when br_netfilter would
-  // send it there. Checked and inserted under the lock of every scope (no
-  // second copy), after the caller's bridge exists (clean() keeps the rule
-  // while any bridge does).
+  // send it there. Checked and inserted under the rule's lock (no second
+  // copy), after the caller's bridge exists (clean() keeps the rule while
+  // any bridge does).
   Status ensure_forward_rule() {
     if (!bridge_netfilter()) return ok_status();
-    DirLock global(global_mutex, runtime + "/.subnets.lock");
+    DirLock global(forward_rule_mutex(), kForwardRuleLock);
     if (run_program(forward_rule("-C")) == 0) return ok_status();
     std::string out;
     if (run_program(forward_rule("-I"), &out) != 0) {
@@ -491,14 +501,19 @@ struct NativeBackend::Impl {
 
   // Deletes the rule when no modhost bridge (of any scope) is left.
   void remove_forward_rule_if_unused() {
-    DirLock global(global_mutex, runtime + "/.subnets.lock");
+    DirLock global(forward_rule_mutex(), kForwardRuleLock);
     auto links = native::netlink::list_links();
     if (!links.ok()) return;
     for (const auto& l : links.value()) {
       if (l.name.rfind("mhb", 0) == 0) return;
     }
-    while (run_program(forward_rule("-D")) == 0) {
+    for (int copies = 0; copies < 16 && run_program(forward_rule("-D")) == 0; ++copies) {
     }
+  }
+
+  static std::mutex& forward_rule_mutex() {
+    static std::mutex m;
+    return m;
   }
 
   Result<ImageStore*> image_store() {

@@ -370,7 +370,7 @@ struct UdpFlow {
   std::chrono::steady_clock::time_point last;
 };
 constexpr auto kUdpIdle = std::chrono::seconds(90);
-constexpr std::size_t kUdpMaxFlows = 1024;
+constexpr std::size_t kUdpMaxFlows = 256;  // a descriptor each; TCP links need theirs too
 
 // Moves what `from` has into `flow` and what `flow` holds into `to`.
 // False: the link is broken.
@@ -447,7 +447,10 @@ void forward_udp_in(const Listener& l, const std::string& ip, std::list<UdpFlow>
       f = flows.insert(flows.end(), UdpFlow{l.fd, from, u, {}});
     }
     f->last = std::chrono::steady_clock::now();
-    (void)::send(f->upstream, buf, static_cast<std::size_t>(n), 0);
+    // A datagram that found no listener earlier left ECONNREFUSED on the
+    // socket, and the next send reports it instead of sending: once more.
+    if (::send(f->upstream, buf, static_cast<std::size_t>(n), 0) < 0 && errno == ECONNREFUSED)
+      (void)::send(f->upstream, buf, static_cast<std::size_t>(n), 0);
   }
 }
 
@@ -457,7 +460,8 @@ void forward_udp_out(UdpFlow& f) {
   char buf[65536];
   for (int budget = 0; budget < 64; ++budget) {
     const ssize_t n = ::recv(f.upstream, buf, sizeof buf, 0);
-    if (n < 0) return;  // drained, or ECONNREFUSED (nothing listens yet): the flow stays
+    if (n < 0 && errno == ECONNREFUSED) continue;  // nothing listened yet: read, the error is cleared
+    if (n < 0) return;                             // drained
     f.last = std::chrono::steady_clock::now();
     (void)::sendto(f.listener, buf, static_cast<std::size_t>(n), 0,
                    reinterpret_cast<const sockaddr*>(&f.client), sizeof f.client);
@@ -504,7 +508,9 @@ void forward_udp_out(UdpFlow& f) {
     std::size_t i = 1 + listeners.size();
     const auto now = std::chrono::steady_clock::now();
     for (UdpFlow& f : flows) {
-      if (fds[i++].revents & POLLIN) forward_udp_out(f);
+      // POLLERR too: an ICMP "port unreachable" is pending until read, and
+      // would wake poll at once forever.
+      if (fds[i++].revents & (POLLIN | POLLERR)) forward_udp_out(f);
       if (now - f.last > kUdpIdle) {
         ::close(f.upstream);
         f.upstream = -1;
