@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -325,7 +326,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
   ::dup2(moved_ctl, 4);
   ::dup2(moved_report, 5);
 
-  // 10. Stage3, from the descriptor opened before pivot_root: the binary
+  // 10. Stage3, from its sealed copy made before pivot_root: the binary
   //     need not exist in the image.
   char arg0[] = "modhost-init";
   char* argv[] = {arg0, nullptr};
@@ -334,6 +335,33 @@ std::vector<std::string> split(const std::string& s, char sep) {
   const int err = errno;
   write_all(5, std::string("error cannot start modhost-init: ") + std::strerror(err) + "\n");
   ::_exit(1);
+}
+
+// Stage3's binary as a sealed copy in memory: a container's PID 1 runs the
+// copy, so nothing in the container can reach the host's file through
+// /proc/1/exe to rewrite it for the next container (runc's defence against
+// CVE-2019-5736). -1 with errno on failure.
+int sealed_copy(const std::string& path) {
+  const int src = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (src < 0) return -1;
+  struct stat st {};
+  const int mem =
+      ::fstat(src, &st) == 0 ? ::memfd_create("modhost-init", MFD_CLOEXEC | MFD_ALLOW_SEALING) : -1;
+  off_t offset = 0;
+  while (mem >= 0 && offset < st.st_size) {
+    const ssize_t n = ::sendfile(mem, src, &offset, static_cast<std::size_t>(st.st_size - offset));
+    if (n <= 0) break;
+  }
+  const int err = errno;
+  ::close(src);
+  if (mem < 0 || offset != st.st_size ||
+      ::fcntl(mem, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) {
+    const int seal_err = mem >= 0 && offset == st.st_size ? errno : err;
+    if (mem >= 0) ::close(mem);
+    errno = seal_err;
+    return -1;
+  }
+  return mem;
 }
 
 // --- The shim: port forwarding and the exit record -------------------------
@@ -640,10 +668,10 @@ int main(int argc, char** argv) {
   sigaddset(&mask, SIGHUP);
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
 
-  // 2. What the child needs from the host's view: stage3's binary, the log
-  //    file, the exec socket, the network namespace to join.
-  const int init_fd = ::open(record(spec, "init").c_str(), O_RDONLY | O_CLOEXEC);
-  check(init_fd >= 0, "cannot open " + record(spec, "init"));
+  // 2. What the child needs from the host's view: stage3's binary (a sealed
+  //    copy), the log file, the exec socket, the network namespace to join.
+  const int init_fd = sealed_copy(record(spec, "init"));
+  check(init_fd >= 0, "cannot copy " + record(spec, "init"));
   const int log_fd = ::open(record(spec, "log").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   check(log_fd >= 0, "cannot open the log file " + record(spec, "log"));
   const std::string ctl = record(spec, "ctl");

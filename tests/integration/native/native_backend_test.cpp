@@ -193,5 +193,17 @@ TEST_F(NativeBackendTest, UdpBeforeTheServiceListensNeitherSpinsTheShimNorLosesL
   EXPECT_LT(cpu_ticks(shim) - cpu_before, 30) << "the shim used CPU while it waited";
 }
 
+// A container's PID 1 runs a sealed in-memory copy of modhost-init: what the
+// container sees as /proc/1/exe is that copy, and writing to it fails.
+TEST_F(NativeBackendTest, PidOneRunsASealedCopyOfInitThatTheContainerCannotWrite) {
+  ASSERT_TRUE(b_->add_service(enclave_, idle_service("box")).ok());
+  auto exe = sh("box", "ls -l /proc/1/exe");
+  EXPECT_NE(exe.output.find("memfd:modhost-init"), std::string::npos) << exe.output;
+  auto write = sh("box", "printf x >> /proc/1/exe");
+  EXPECT_NE(write.exit_code, 0) << write.output;
+  auto again = sh("box", "ls -l /proc/1/exe");
+  EXPECT_EQ(again.output, exe.output);
+}
+
 }  // namespace
 }  // namespace modhost::testing
