@@ -1,13 +1,18 @@
 #include "backends/native/cgroups.hpp"
 
+#include <fcntl.h>
+#include <linux/bpf.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -37,6 +42,112 @@ Status make_dir(const std::string& path) {
   if (ec) return Error(ErrorCode::internal, "cannot make cgroup " + path + ": " + ec.message());
   return ok_status();
 }
+
+// The device rules of a cgroup v2 service, as the BPF program the kernel
+// runs on every device access (v2 has no devices.allow): Docker's defaults,
+// as on v1. Any node may be made (mknod); only these are opened: null zero
+// full random urandom (1:3,5,7,8,9), tty console ptmx (5:0-2), pts (136:*),
+// tun (10:200), all character devices.
+class DeviceFilter {
+ public:
+  DeviceFilter() {
+    // r2 = access << 16 | type; r3 = type; r2 = access; r4 = major; r5 = minor
+    load(2, 0);
+    mov(3, 2);
+    alu(BPF_AND, 3, 0xFFFF);
+    alu(BPF_RSH, 2, 16);
+    load(4, 4);
+    load(5, 8);
+    // mknod alone: allowed.
+    mov(6, 2);
+    alu(BPF_AND, 6, ~static_cast<std::int32_t>(BPF_DEVCG_ACC_MKNOD));
+    jump(BPF_JEQ, 6, 0, "allow");
+    jump(BPF_JNE, 3, BPF_DEVCG_DEV_CHAR, "deny");
+    jump(BPF_JEQ, 4, 136, "allow");
+    jump(BPF_JNE, 4, 10, "not10");
+    jump(BPF_JEQ, 5, 200, "allow");
+    jump_always("deny");
+    label("not10");
+    jump(BPF_JNE, 4, 5, "not5");
+    jump(BPF_JLE, 5, 2, "allow");
+    jump_always("deny");
+    label("not5");
+    jump(BPF_JNE, 4, 1, "deny");
+    for (int minor : {3, 5, 7, 8, 9}) jump(BPF_JEQ, 5, minor, "allow");
+    label("deny");
+    ret(0);
+    label("allow");
+    ret(1);
+    for (const auto& [at, target] : fixups_) {
+      insns_[at].off = static_cast<std::int16_t>(labels_.at(target) - static_cast<int>(at) - 1);
+    }
+  }
+
+  // Loads the program and attaches it to the cgroup directory `dir`.
+  Status attach(const std::string& dir) const {
+    char log[4096] = {};
+    union bpf_attr load {};
+    load.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    load.insns = reinterpret_cast<std::uint64_t>(insns_.data());
+    load.insn_cnt = static_cast<std::uint32_t>(insns_.size());
+    load.license = reinterpret_cast<std::uint64_t>("GPL");
+    load.log_buf = reinterpret_cast<std::uint64_t>(log);
+    load.log_size = sizeof log;
+    load.log_level = 1;
+    const int prog = static_cast<int>(::syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load));
+    if (prog < 0) {
+      return Error(
+          ErrorCode::failed_precondition,
+          std::string("cannot load the device filter of cgroup v2 (the kernel needs CONFIG_CGROUP_BPF): ") +
+              std::strerror(errno) + (log[0] ? std::string(": ") + log : std::string()));
+    }
+    const int cg = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    union bpf_attr at {};
+    at.target_fd = static_cast<std::uint32_t>(cg);
+    at.attach_bpf_fd = static_cast<std::uint32_t>(prog);
+    at.attach_type = BPF_CGROUP_DEVICE;
+    const bool attached = cg >= 0 && ::syscall(SYS_bpf, BPF_PROG_ATTACH, &at, sizeof at) == 0;
+    const int err = errno;
+    if (cg >= 0) ::close(cg);
+    ::close(prog);  // the attachment holds the program
+    if (!attached) {
+      return Error(ErrorCode::internal,
+                   "cannot attach the device filter to cgroup " + dir + ": " + std::strerror(err));
+    }
+    return ok_status();
+  }
+
+ private:
+  void emit(std::uint8_t code, int dst, int src, std::int16_t off, std::int32_t imm) {
+    bpf_insn i{};
+    i.code = code;
+    i.dst_reg = static_cast<std::uint8_t>(dst);
+    i.src_reg = static_cast<std::uint8_t>(src);
+    i.off = off;
+    i.imm = imm;
+    insns_.push_back(i);
+  }
+  void load(int dst, std::int16_t off) { emit(BPF_LDX | BPF_MEM | BPF_W, dst, 1, off, 0); }
+  void mov(int dst, int src) { emit(BPF_ALU64 | BPF_MOV | BPF_X, dst, src, 0, 0); }
+  void alu(std::uint8_t op, int dst, std::int32_t imm) { emit(BPF_ALU64 | op | BPF_K, dst, 0, 0, imm); }
+  void jump(std::uint8_t op, int dst, std::int32_t imm, const std::string& target) {
+    fixups_.emplace_back(insns_.size(), target);
+    emit(BPF_JMP | op | BPF_K, dst, 0, 0, imm);
+  }
+  void jump_always(const std::string& target) {
+    fixups_.emplace_back(insns_.size(), target);
+    emit(BPF_JMP | BPF_JA, 0, 0, 0, 0);
+  }
+  void label(const std::string& name) { labels_[name] = static_cast<int>(insns_.size()); }
+  void ret(std::int32_t value) {
+    emit(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, value);
+    emit(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+  }
+
+  std::vector<bpf_insn> insns_;
+  std::map<std::string, int> labels_;
+  std::vector<std::pair<std::size_t, std::string>> fixups_;
+};
 
 }  // namespace
 
@@ -116,6 +227,8 @@ Status Cgroups::create(const std::string& relative, const CgroupLimits& limits) 
       path += "/" + part.string();
       MODHOST_TRY(make_dir(path));
     }
+    static const DeviceFilter device_filter;
+    MODHOST_TRY(device_filter.attach(path));
     if (limits.memory_bytes > 0) {
       MODHOST_TRY(write_text(path + "/memory.max", std::to_string(limits.memory_bytes)));
       (void)write_text(path + "/memory.swap.max", "0");

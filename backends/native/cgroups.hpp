@@ -1,7 +1,7 @@
 // Cgroups of native services, v1 or v2, whichever the host mounts: memory,
-// pids, cpu and the freezer, and on v1 the devices controller where it is
-// mounted (on v2 it is a BPF program: not made). A service's cgroup is
-// modhost/<scope>/<id> in each hierarchy.
+// pids, cpu, the freezer, and the device rules (v1: the devices controller
+// where it is mounted; v2: a BPF program attached to the service's cgroup).
+// A service's cgroup is modhost/<scope>/<id> in each hierarchy.
 #pragma once
 
 #include <cstdint>
