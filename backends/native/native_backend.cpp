@@ -1391,6 +1391,12 @@ Status NativeBackend::remove_service(std::string_view enclave_id, std::string_vi
   std::vector<std::string> links;
   MODHOST_TRY(impl_->remove_service_locked(
       e.id, std::string(name), str(impl_->service_state(e.id, std::string(name)), "kind"), &links));
+  // Its address is free for the next service at once, while the kernel may
+  // take a while to unregister the veth and to dismantle the old network
+  // namespace, which still holds the address: down first (under the lock),
+  // so the old namespace answers nothing on the bridge (never two answers
+  // to one ARP request).
+  for (const auto& veth : links) (void)native::netlink::set_down(veth);
   return impl_->delete_links(std::move(links), /*detached=*/true);
 }
 

@@ -165,7 +165,8 @@ Status create_bridge(const std::string& name) {
   return talk(m, "cannot create bridge '" + name + "'");
 }
 
-Status create_veth(const std::string& name, const std::string& peer, int peer_pid) {
+Status create_veth(const std::string& name, const std::string& peer, int peer_pid,
+                   const std::string& peer_mac) {
   Message m(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
   m.fixed<ifinfomsg>()->ifi_family = AF_UNSPEC;
   m.put_string(IFLA_IFNAME, name);
@@ -176,6 +177,7 @@ Status create_veth(const std::string& name, const std::string& peer, int peer_pi
   m.fixed<ifinfomsg>()->ifi_family = AF_UNSPEC;
   m.put_string(IFLA_IFNAME, peer);
   if (peer_pid > 0) m.put_u32(IFLA_NET_NS_PID, static_cast<std::uint32_t>(peer_pid));
+  if (peer_mac.size() == 6) m.put(IFLA_ADDRESS, peer_mac.data(), peer_mac.size());
   m.end(p);
   m.end(data);
   m.end(li);
@@ -197,6 +199,13 @@ Status delete_link(const std::string& name) {
 Status set_up(const std::string& name) {
   return change_link(name, "cannot set link '" + name + "' up", [](Message&, ifinfomsg& info) {
     info.ifi_flags = IFF_UP;
+    info.ifi_change = IFF_UP;
+  });
+}
+
+Status set_down(const std::string& name) {
+  return change_link(name, "cannot set link '" + name + "' down", [](Message&, ifinfomsg& info) {
+    info.ifi_flags = 0;
     info.ifi_change = IFF_UP;
   });
 }

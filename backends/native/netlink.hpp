@@ -15,10 +15,15 @@ Status create_bridge(const std::string& name);
 // A veth pair; with `peer_pid` > 0 the peer is made directly in that
 // process's network namespace (moving it there afterwards costs the kernel
 // a network-wide synchronisation, tens of milliseconds).
-Status create_veth(const std::string& name, const std::string& peer, int peer_pid = 0);
+// `peer_mac`: 6 bytes, the peer's address (empty: the kernel picks one).
+Status create_veth(const std::string& name, const std::string& peer, int peer_pid = 0,
+                   const std::string& peer_mac = {});
 // Deletes a link; a link that is not there is not an error.
 Status delete_link(const std::string& name);
 Status set_up(const std::string& name);
+// Down: a veth's peer loses its carrier with it (a link that is not there is
+// an error).
+Status set_down(const std::string& name);
 Status set_master(const std::string& name, const std::string& bridge);
 Status rename_link(const std::string& name, const std::string& new_name);
 // Moves a link into the network namespace of process `pid`.

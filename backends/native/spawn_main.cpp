@@ -719,10 +719,26 @@ int main(int argc, char** argv) {
   //    other moved into the child's namespace (it names it eth0).
   if (net == "own") {
     const std::string veth = record(spec, "veth"), peer = record(spec, "peer");
+    // The container's MAC address follows from its IP address (as Docker
+    // does): a service that gets the address of a removed one also gets its
+    // MAC, so the neighbour entries the host and the other services still
+    // hold for that address stay right (else connections to it wait up to
+    // ~30 s for them to expire).
+    in_addr a{};
+    std::string mac;
+    if (::inet_pton(AF_INET, record(spec, "ip").c_str(), &a) == 1) {
+      const auto* b = reinterpret_cast<const unsigned char*>(&a.s_addr);
+      mac = {'\x02',
+             '\x6d',
+             static_cast<char>(b[0]),
+             static_cast<char>(b[1]),
+             static_cast<char>(b[2]),
+             static_cast<char>(b[3])};
+    }
     // The kernel tears a dead container's network namespace down in the
     // background: the veth of this service's previous run may still exist.
     modhost::Status s = netlink::delete_link(veth);
-    if (s.ok()) s = netlink::create_veth(veth, peer, pid);
+    if (s.ok()) s = netlink::create_veth(veth, peer, pid, mac);
     if (s.ok()) s = netlink::set_master(veth, record(spec, "bridge"));
     if (s.ok()) s = netlink::set_up(veth);
     if (!s.ok()) {
