@@ -49,6 +49,17 @@ TestBackend make_backend_for_test(const std::string& name);
 // /bin/busybox from busybox-static) and loads it through the backend, once.
 Status ensure_test_image(backend::Backend& b);
 
+// busybox httpd on 8080 serving /www, published.
+inline ServiceConfig http_service(const std::string& name) {
+  ServiceConfig c;
+  c.name = name;
+  c.image = kTestImage;
+  c.entrypoint = {"/bin/httpd"};
+  c.cmd = {"-f", "-p", "8080", "-h", "/www"};
+  c.ports = {PortSpec{"http", 8080, "tcp"}};
+  return c;
+}
+
 // A long-running service: PID 1 sleeps, the test pokes it with exec.
 inline ServiceConfig idle_service(const std::string& name) {
   ServiceConfig c;

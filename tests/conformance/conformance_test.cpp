@@ -33,17 +33,6 @@ using modhost::testing::describe;
     EXPECT_EQ(modhost_r_.error().code(), ErrorCode::code_) << modhost_r_.error().message(); \
   } while (false)
 
-// busybox httpd on 8080 serving /www, published.
-ServiceConfig http_service(const std::string& name) {
-  ServiceConfig c;
-  c.name = name;
-  c.image = kTestImage;
-  c.entrypoint = {"/bin/httpd"};
-  c.cmd = {"-f", "-p", "8080", "-h", "/www"};
-  c.ports = {PortSpec{"http", 8080, "tcp"}};
-  return c;
-}
-
 class BackendConformance : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {

@@ -214,7 +214,6 @@ class DockerBackendTest : public ::testing::Test {
     return json::parse(r->body);
   }
 
-
   // Another backend instance in the same scope: changes it makes are made
   // behind the back of b_.
   std::unique_ptr<DockerBackend> second_backend() {
@@ -276,12 +275,7 @@ TEST_F(DockerBackendTest, DOCKER_ResourcesCarryLabelsAndNames) {
   EXPECT_EQ(label(net, backend::kLabelState), "ready");
   EXPECT_EQ(std::string(net.at("Driver").as_string()), "bridge");
 
-  ServiceConfig c;
-  c.name = "web";
-  c.image = kTestImage;
-  c.entrypoint = {"/bin/httpd"};
-  c.cmd = {"-f", "-p", "8080", "-h", "/www"};
-  c.ports = {PortSpec{"http", 8080, "tcp"}};
+  ServiceConfig c = http_service("web");
   c.memory_bytes = 32ull << 20;
   c.cpus = 0.25;
   ASSERT_OK(b_->add_service(e.id, c));
@@ -310,12 +304,7 @@ TEST_F(DockerBackendTest, DOCKER_ResourcesCarryLabelsAndNames) {
 
 TEST_F(DockerBackendTest, DOCKER_NetworkNamespacePidIsTheServicesNamespace) {
   EnclaveInfo e = enclave("netns");
-  ServiceConfig c;
-  c.name = "box";
-  c.image = kTestImage;
-  c.entrypoint = {"/bin/sleep"};
-  c.cmd = {"100000"};
-  ASSERT_OK(b_->add_service(e.id, c));
+  ASSERT_OK(b_->add_service(e.id, idle_service("box")));
   auto pid = b_->network_namespace_pid(e.id, "box");
   ASSERT_OK(pid);
   ASSERT_TRUE(pid->has_value());
@@ -555,12 +544,7 @@ TEST_F(DockerBackendTest, DOCKER_CacheServesRepeatedListsWithoutTheEngine) {
 
 TEST_F(DockerBackendTest, DOCKER_InspectFromTheCacheMatchesTheEngine) {
   EnclaveInfo e = enclave("cache-inspect");
-  ServiceConfig web;
-  web.name = "web";
-  web.image = kTestImage;
-  web.entrypoint = {"/bin/httpd"};
-  web.cmd = {"-f", "-p", "8080", "-h", "/www"};
-  web.ports = {PortSpec{"http", 8080, "tcp"}};
+  ServiceConfig web = http_service("web");
   web.labels = {{"team", "cache"}};
   ASSERT_OK(b_->add_service(e.id, web));
   ASSERT_OK(b_->add_service(e.id, idle_service("held")));
