@@ -28,7 +28,6 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -326,8 +325,8 @@ std::vector<std::string> split(const std::string& s, char sep) {
   ::dup2(moved_ctl, 4);
   ::dup2(moved_report, 5);
 
-  // 10. Stage3, from its sealed copy made before pivot_root: the binary
-  //     need not exist in the image.
+  // 10. Stage3, from its read-only mount made before pivot_root: the
+  //     binary need not exist in the image.
   char arg0[] = "modhost-init";
   char* argv[] = {arg0, nullptr};
   char* envp[] = {nullptr};
@@ -337,31 +336,25 @@ std::vector<std::string> split(const std::string& s, char sep) {
   ::_exit(1);
 }
 
-// Stage3's binary as a sealed copy in memory: a container's PID 1 runs the
-// copy, so nothing in the container can reach the host's file through
-// /proc/1/exe to rewrite it for the next container (runc's defence against
-// CVE-2019-5736). -1 with errno on failure.
-int sealed_copy(const std::string& path) {
-  const int src = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (src < 0) return -1;
-  struct stat st {};
-  const int mem =
-      ::fstat(src, &st) == 0 ? ::memfd_create("modhost-init", MFD_CLOEXEC | MFD_ALLOW_SEALING) : -1;
-  off_t offset = 0;
-  while (mem >= 0 && offset < st.st_size) {
-    const ssize_t n = ::sendfile(mem, src, &offset, static_cast<std::size_t>(st.st_size - offset));
-    if (n <= 0) break;
-  }
-  const int err = errno;
-  ::close(src);
-  if (mem < 0 || offset != st.st_size ||
-      ::fcntl(mem, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) {
-    const int seal_err = mem >= 0 && offset == st.st_size ? errno : err;
-    if (mem >= 0) ::close(mem);
-    errno = seal_err;
+// Stage3's binary on a read-only mount of its own: a detached clone of a
+// bind mount of the file (open_tree), made read-only, held by an O_PATH
+// descriptor the child execs from. The container's /proc/1/exe then leads
+// to a file on a read-only mount, so nothing in the container can rewrite
+// the host's binary through it (CVE-2019-5736); runc does the same. No copy:
+// every container shares the host's page cache of the file. -1 with errno
+// on failure.
+int read_only_binary(const std::string& path) {
+  const int tree = ::open_tree(AT_FDCWD, path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (tree < 0) return -1;
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  if (::mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+    const int err = errno;
+    ::close(tree);
+    errno = err;
     return -1;
   }
-  return mem;
+  return tree;
 }
 
 // --- The shim: port forwarding and the exit record -------------------------
@@ -668,10 +661,11 @@ int main(int argc, char** argv) {
   sigaddset(&mask, SIGHUP);
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
 
-  // 2. What the child needs from the host's view: stage3's binary (a sealed
-  //    copy), the log file, the exec socket, the network namespace to join.
-  const int init_fd = sealed_copy(record(spec, "init"));
-  check(init_fd >= 0, "cannot copy " + record(spec, "init"));
+  // 2. What the child needs from the host's view: stage3's binary (on a
+  //    read-only mount), the log file, the exec socket, the network
+  //    namespace to join.
+  const int init_fd = read_only_binary(record(spec, "init"));
+  check(init_fd >= 0, "cannot make a read-only mount of " + record(spec, "init"));
   const int log_fd = ::open(record(spec, "log").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   check(log_fd >= 0, "cannot open the log file " + record(spec, "log"));
   const std::string ctl = record(spec, "ctl");
