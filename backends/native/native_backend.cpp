@@ -104,10 +104,11 @@ bool alive(int pid, const std::string& start) {
   return state != 'Z' && state != 'X' && process_start(pid) == start;
 }
 
-// Signals `pid` only while it is the process that started at `start`: a
-// pidfd pins the process before its start time is checked, so a pid reused
-// in between is never signalled. False (errno set) when it is not there.
-bool signal_process(int pid, const std::string& start, int sig) {
+// Sends `sig` to `pid` only if `still_it()` holds once a pidfd pins the
+// process: a pid reused in between (by a process of the host) is never
+// signalled. False (errno set) when the signal was not sent.
+template <class Check>
+bool signal_pinned(int pid, int sig, Check still_it) {
   if (pid <= 0) {
     errno = ESRCH;
     return false;
@@ -115,7 +116,7 @@ bool signal_process(int pid, const std::string& start, int sig) {
   const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (fd < 0) return false;
   bool sent = false;
-  if (process_start(pid) == start) {
+  if (still_it()) {
     sent = ::syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0) == 0;
   } else {
     errno = ESRCH;
@@ -126,17 +127,20 @@ bool signal_process(int pid, const std::string& start, int sig) {
   return sent;
 }
 
-// SIGKILLs a process of cgroup `relative` found in its cgroup.procs, only if
-// it is still a member once pinned by a pidfd (its pid could have been
-// reused by a process elsewhere since the list was read).
+// Signals `pid` only while it is the process that started at `start`.
+bool signal_process(int pid, const std::string& start, int sig) {
+  return signal_pinned(pid, sig, [&] { return process_start(pid) == start; });
+}
+
+// SIGKILLs a process of cgroup `relative` found in its cgroup.procs, only
+// while it is still a member.
 void kill_cgroup_member(int pid, const std::string& relative) {
-  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) return;
   // The line ends in the cgroup's path (after the hierarchy's root, which
   // is more than "/" where this process runs in a container).
-  if (read_file("/proc/" + std::to_string(pid) + "/cgroup").find("/" + relative + "\n") != std::string::npos)
-    (void)::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
-  ::close(fd);
+  (void)signal_pinned(pid, SIGKILL, [&] {
+    return read_file("/proc/" + std::to_string(pid) + "/cgroup").find("/" + relative + "\n") !=
+           std::string::npos;
+  });
 }
 
 json::value parse_json_file(const std::string& path) {
@@ -300,6 +304,14 @@ std::string last_words(const std::string& log_path) {
   return out;
 }
 
+// argv as execve takes it (pointing into `argv`).
+std::vector<char*> c_argv(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  return args;
+}
+
 // Runs a program (no shell) and returns its exit code, its output in `out`.
 int run_program(const std::vector<std::string>& argv, std::string* out = nullptr) {
   int pipe_fds[2];
@@ -309,17 +321,14 @@ int run_program(const std::vector<std::string>& argv, std::string* out = nullptr
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
   // The program from the system's directories, whatever this process's PATH
-  // (a service manager's may lack /usr/sbin, where iptables is).
-  // Elsewhere (/usr/local/sbin, ...), through PATH; never the current
-  // directory.
+  // (a service manager's may lack /usr/sbin, where iptables is); elsewhere
+  // (/usr/local/sbin, ...) through PATH; never the current directory.
   std::string program = argv[0];
   for (const char* dir : {"/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"}) {
     if (program.find('/') != std::string::npos) break;
     if (::access((dir + argv[0]).c_str(), X_OK) == 0) program = dir + argv[0];
   }
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
+  std::vector<char*> args = c_argv(argv);
   char path_env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
   char* envp[] = {path_env, nullptr};
   pid_t pid = -1;
@@ -386,9 +395,7 @@ bool run_detached(const std::vector<std::string>& argv) {
   posix_spawn_file_actions_init(&actions);
   for (int fd = 0; fd < 3; ++fd) posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", O_RDWR, 0);
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
+  std::vector<char*> args = c_argv(argv);
   char* envp[] = {nullptr};
   pid_t pid = -1;
   const int rc = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp);
@@ -459,18 +466,25 @@ struct NativeBackend::Impl {
     return "modhost/" + scope_label() + "/" + service_id;
   }
   static std::string bridge_name(const std::string& id) { return "mhb" + id.substr(0, 12); }
-  // The label on an enclave's bridge and iptables rule: "modhost SCOPE ID".
+  // The label on an enclave's bridge (its alias): "modhost SCOPE ID".
   std::string link_label(const std::string& id) const { return "modhost " + scope_label() + " " + id; }
 
   // Deletes links (veths before the bridge they are on). The kernel takes
   // 15-50 ms to unregister a link (it waits out RCU grace periods on every
   // CPU); `detached` hands that wait to a helper process and returns at once.
   // A bridge keeps its label until it is gone, so recover() and clean()
-  // still see it should the helper fail.
+  // still see it should the helper fail. A veth handed over is down first:
+  // its service's address may go to the next service at once, while the
+  // old network namespace, dismantled later by the kernel, still holds it;
+  // down, it answers nothing on the bridge (never two answers to one ARP
+  // request), and the bridge forgets its port.
   Status delete_links(std::vector<std::string> links, bool detached) {
     std::erase_if(links, [](const std::string& l) { return !native::netlink::link_exists(l); });
     if (links.empty()) return ok_status();
     if (detached) {
+      for (const auto& l : links) {
+        if (l.rfind("mhv", 0) == 0) (void)native::netlink::set_down(l);
+      }
       std::vector<std::string> argv{spawn_binary, "delete-link"};
       argv.insert(argv.end(), links.begin(), links.end());
       if (run_detached(argv)) return ok_status();
@@ -945,10 +959,8 @@ struct NativeBackend::Impl {
   }
 
   // Everything of a service but its directory's removal: processes, rootfs
-  // mount, cgroup, veth.
-  // Stops a service's processes and undoes its mounts, cgroup and exec
-  // socket. Its veth is deleted at once, or added to `links` for the caller
-  // to delete.
+  // mount, exec socket, cgroup, veth. The veth is deleted at once, or added
+  // to `links` for the caller to delete.
   Status teardown(const std::string& eid, const std::string& name,
                   std::vector<std::string>* links = nullptr) {
     const std::string dir = service_dir(eid, name);
@@ -1391,12 +1403,6 @@ Status NativeBackend::remove_service(std::string_view enclave_id, std::string_vi
   std::vector<std::string> links;
   MODHOST_TRY(impl_->remove_service_locked(
       e.id, std::string(name), str(impl_->service_state(e.id, std::string(name)), "kind"), &links));
-  // Its address is free for the next service at once, while the kernel may
-  // take a while to unregister the veth and to dismantle the old network
-  // namespace, which still holds the address: down first (under the lock),
-  // so the old namespace answers nothing on the bridge (never two answers
-  // to one ARP request).
-  for (const auto& veth : links) (void)native::netlink::set_down(veth);
   return impl_->delete_links(std::move(links), /*detached=*/true);
 }
 
