@@ -137,6 +137,14 @@ class Backend {
   // Copies PATH out of a service into a new artifact.
   virtual Result<ArtifactInfo> store_from_service(std::string_view enclave_id, std::string_view service,
                                                   std::string_view path, std::string_view name) = 0;
+  // Removes an artifact (refused while a running service mounts it, where the
+  // backend can tell). Backends that cannot say so.
+  virtual Status remove_artifact(std::string_view enclave_id, std::string_view name) {
+    (void)enclave_id;
+    return Error(ErrorCode::failed_precondition, "the " + std::string(this->name()) +
+                                                     " backend cannot remove files artifacts (" +
+                                                     std::string(name) + ")");
+  }
 
   // --- Images ---
   // Loads an image archive (docker-save format) into the backend.

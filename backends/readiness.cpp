@@ -81,40 +81,60 @@ Status loopback_tcp_probe(std::uint16_t port, milliseconds timeout) {
                    "the port inside the service yet");
 }
 
-Result<std::pair<int, std::string>> loopback_http_get(std::uint16_t port, const std::string& path,
-                                                      milliseconds timeout) {
+Result<std::pair<int, std::string>> loopback_http_request(std::uint16_t port, const HttpRequest& request,
+                                                          milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   LoopbackConnection c;
   MODHOST_TRY(c.connect(port, timeout));
-  const std::string target = path.empty() ? "/" : path;
-  const std::string req = "GET " + target + " HTTP/1.0\r\nHost: " + c.where() +
-                          "\r\nUser-Agent: modhost-probe\r\nConnection: close\r\n\r\n";
-  if (::send(c.fd(), req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
-    return Error(ErrorCode::unavailable, "GET http://" + c.where() + target + ": cannot send the request");
+  const std::string target = request.path.empty() ? "/" : request.path;
+  const std::string what = request.method + " http://" + c.where() + target;
+  std::string req = request.method + " " + target + " HTTP/1.0\r\nHost: " + c.where() +
+                    "\r\nUser-Agent: modhost\r\nConnection: close\r\n";
+  for (const auto& [k, v] : request.headers) req += k + ": " + v + "\r\n";
+  if (request.method != "GET" || !request.body.empty()) {
+    if (!request.content_type.empty()) req += "Content-Type: " + request.content_type + "\r\n";
+    req += "Content-Length: " + std::to_string(request.body.size()) + "\r\n";
+  }
+  req += "\r\n";
+  req += request.body;
+  for (std::size_t sent = 0; sent < req.size();) {
+    const ssize_t n = ::send(c.fd(), req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0 || !c.wait(POLLOUT, left)) return Error(ErrorCode::timeout, what + ": timed out");
+      continue;
+    }
+    if (n <= 0) return Error(ErrorCode::unavailable, what + ": cannot send the request");
+    sent += static_cast<std::size_t>(n);
   }
   std::string response;
   char buf[8192];
-  while (response.size() < (1u << 20)) {
+  while (response.size() < request.max_response_bytes) {
     const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0 || !c.wait(POLLIN, left)) {
-      return Error(ErrorCode::timeout, "GET http://" + c.where() + target + ": timed out");
-    }
+    if (left.count() <= 0 || !c.wait(POLLIN, left)) return Error(ErrorCode::timeout, what + ": timed out");
     const ssize_t n = ::recv(c.fd(), buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      return Error(ErrorCode::unavailable, "GET http://" + c.where() + target + ": " + std::strerror(errno));
-    }
+    if (n < 0) return Error(ErrorCode::unavailable, what + ": " + std::strerror(errno));
     if (n == 0) break;
     response.append(buf, static_cast<std::size_t>(n));
   }
   // "HTTP/1.x NNN ..."
   if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) {
-    return Error(ErrorCode::unavailable, "GET http://" + c.where() + target + ": no HTTP response");
+    return Error(ErrorCode::unavailable, what + ": no HTTP response");
   }
   const int status = std::atoi(response.c_str() + 9);
   const auto body = response.find("\r\n\r\n");
   return std::pair<int, std::string>{status,
                                      body == std::string::npos ? std::string() : response.substr(body + 4)};
+}
+
+Result<std::pair<int, std::string>> loopback_http_get(std::uint16_t port, const std::string& path,
+                                                      milliseconds timeout) {
+  HttpRequest r;
+  r.path = path;
+  r.max_response_bytes = 1u << 20;
+  return loopback_http_request(port, r, timeout);
 }
 
 Status wait_until_ready(const std::string& ctx, const ReadinessCheck& check, const ServiceInfo& info,

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,5 +39,17 @@ Status wait_until_ready(const std::string& ctx, const ReadinessCheck& check, con
 Status loopback_tcp_probe(std::uint16_t port, std::chrono::milliseconds timeout);
 Result<std::pair<int, std::string>> loopback_http_get(std::uint16_t port, const std::string& path,
                                                       std::chrono::milliseconds timeout);
+
+// One HTTP/1.0 request to 127.0.0.1:PORT: status and body.
+struct HttpRequest {
+  std::string method = "GET";
+  std::string path = "/";
+  std::string content_type;  // with a body
+  std::string body;
+  std::map<std::string, std::string> headers;
+  std::size_t max_response_bytes = 16u << 20;
+};
+Result<std::pair<int, std::string>> loopback_http_request(std::uint16_t port, const HttpRequest& request,
+                                                          std::chrono::milliseconds timeout);
 
 }  // namespace modhost::backend

@@ -236,6 +236,29 @@ Result<std::vector<ArtifactInfo>> DockerBackend::list_artifacts(std::string_view
   return out;
 }
 
+Status DockerBackend::remove_artifact(std::string_view enclave_id, std::string_view name) {
+  MODHOST_ASSIGN_OR_RETURN(Enclave e, impl_->resolve_enclave(enclave_id, false));
+  const std::string ctx =
+      "failed to remove files artifact '" + std::string(name) + "' from enclave '" + e.info.name + "'";
+  if (!docker::valid_name(name)) {
+    return Error(ErrorCode::not_found, ctx + ": no such artifact; list them with 'modhost files ls'");
+  }
+  bool found = false;
+  // The listing volume (tgz) first: once it is gone the artifact is no longer listed.
+  for (const auto& v : {Impl::artifact_tgz_volume(e.info.id, name), Impl::artifact_volume(e.info.id, name)}) {
+    MODHOST_ASSIGN_OR_RETURN(HttpResponse r, impl_->api(Method::del, "/volumes/" + url_encode(v)));
+    if (r.status == 404) continue;
+    if (r.status == 409) {
+      return Error(ErrorCode::failed_precondition, ctx + ": a service mounts it; remove that service first");
+    }
+    if (!is_2xx(r)) return docker::engine_error(r, ctx);
+    found = true;
+  }
+  if (!found)
+    return Error(ErrorCode::not_found, ctx + ": no such artifact; list them with 'modhost files ls'");
+  return ok_status();
+}
+
 Result<std::string> DockerBackend::download_artifact(std::string_view enclave_id, std::string_view name) {
   MODHOST_ASSIGN_OR_RETURN(Enclave e, impl_->resolve_enclave(enclave_id, false));
   const std::string ctx =

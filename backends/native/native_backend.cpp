@@ -1794,6 +1794,28 @@ Result<std::string> NativeBackend::download_artifact(std::string_view enclave_id
   return read_file(base + ".tgz");
 }
 
+Status NativeBackend::remove_artifact(std::string_view enclave_id, std::string_view name_in) {
+  MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));
+  const std::string name(name_in);
+  const std::string ctx = "failed to remove files artifact '" + name + "' from enclave '" + e.name + "'";
+  const std::string base = impl_->enclave_dir(e.id) + "/artifacts/" + name;
+  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  if (!valid_name(name) || !fs::exists(base + ".json")) {
+    return Error(ErrorCode::not_found, ctx + ": no such artifact; list them with 'modhost files ls'");
+  }
+  std::error_code ec;
+  fs::remove(base + ".json", ec);  // first: an artifact without it is not listed
+  if (ec) return Error(ErrorCode::internal, ctx + ": " + ec.message());
+  fs::remove(base + ".tgz", ec);
+  // Services bind-mount the unpacked tree: it moves aside, whole, and goes
+  // with the enclave, so their files stay and the name is free at once.
+  const std::string trash = impl_->enclave_dir(e.id) + "/artifacts/.removed";
+  fs::create_directories(trash, ec);
+  fs::rename(base + ".d", trash + "/" + name + "-" + random_hex(8), ec);
+  if (ec) fs::remove_all(base + ".d", ec);
+  return ok_status();
+}
+
 Result<ArtifactInfo> NativeBackend::store_from_service(std::string_view enclave_id, std::string_view service,
                                                        std::string_view path, std::string_view name) {
   MODHOST_ASSIGN_OR_RETURN(EnclaveInfo e, find_enclave(enclave_id));

@@ -72,6 +72,7 @@ class NativeBackend final : public Backend {
   Result<std::string> download_artifact(std::string_view enclave_id, std::string_view name) override;
   Result<ArtifactInfo> store_from_service(std::string_view enclave_id, std::string_view service,
                                           std::string_view path, std::string_view name) override;
+  Status remove_artifact(std::string_view enclave_id, std::string_view name) override;
 
   Status load_image(std::string_view archive_path) override;
   Result<bool> image_exists(std::string_view reference) override;

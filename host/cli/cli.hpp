@@ -109,6 +109,7 @@ void add_files_commands(CLI::App& app, GlobalOptions& g);
 void add_image_commands(CLI::App& app, GlobalOptions& g);
 void add_clean_command(CLI::App& app, GlobalOptions& g);
 void add_engine_commands(CLI::App& app, GlobalOptions& g);
+void add_run_command(CLI::App& app, GlobalOptions& g);
 
 // Set by a verb's callback; main returns it.
 extern int g_exit_code;

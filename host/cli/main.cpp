@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   });
 
   cli::add_module_commands(app, g);
+  cli::add_run_command(app, g);
   cli::add_enclave_commands(app, g);
   cli::add_service_commands(app, g);
   cli::add_files_commands(app, g);

@@ -158,6 +158,74 @@ class Remote final : public RemoteEngine, public backend::Backend {
     return out;
   }
 
+  engine::StarlarkRunOutcome run_starlark(const engine::StarlarkRunRequest& r,
+                                          const engine::StarlarkRunSink& sink,
+                                          engine::CancelToken& cancel) override {
+    api::RunStarlarkRequest start;
+    auto* in = start.mutable_start();
+    in->set_enclave(r.enclave);
+    in->set_plan_json(r.plan_json);
+    in->set_dry_run(r.dry_run);
+    in->set_parallelism(r.parallelism);
+    in->set_no_skip(!r.skip_applied);
+    engine::StarlarkRunOutcome out;
+    grpc::ClientContext ctx;
+    auto stream = stub_->RunStarlark(&ctx);
+    std::mutex write_mutex;
+    bool closed = false;
+    stream->Write(start);
+    cancel.on_cancel([&] {
+      std::lock_guard lock(write_mutex);
+      if (closed) return;
+      api::RunStarlarkRequest stop;
+      stop.set_cancel(true);
+      stream->Write(stop);
+    });
+    api::RunStarlarkUpdate u;
+    bool have_outcome = false;
+    while (stream->Read(&u)) {
+      if (u.has_event() && sink) {
+        const auto& e = u.event();
+        engine::StarlarkRunEvent ev;
+        ev.kind = e.kind() == "instruction" ? engine::StarlarkRunEvent::Kind::instruction
+                  : e.kind() == "result"    ? engine::StarlarkRunEvent::Kind::result
+                  : e.kind() == "skipped"   ? engine::StarlarkRunEvent::Kind::skipped
+                                            : engine::StarlarkRunEvent::Kind::progress;
+        ev.index = e.index();
+        ev.text = e.text();
+        sink(ev);
+      }
+      if (u.has_outcome()) {
+        const auto& o = u.outcome();
+        have_outcome = true;
+        out.enclave_id = o.enclave_id();
+        out.enclave_name = o.enclave_name();
+        out.enclave_created = o.enclave_created();
+        out.output_json = o.output_json().empty() ? "null" : o.output_json();
+        out.executed = o.executed();
+        out.skipped = o.skipped();
+        if (!o.ok()) {
+          out.status =
+              Error(wire::error_code_from(o.error_code()).value_or(ErrorCode::internal), o.error_message());
+        }
+        break;
+      }
+    }
+    cancel.on_cancel({});
+    {
+      std::lock_guard lock(write_mutex);
+      closed = true;
+      stream->WritesDone();
+    }
+    grpc::Status s = stream->Finish();
+    if (!have_outcome) {
+      out.status = cancel.cancelled()
+                       ? Error(ErrorCode::cancelled, "interrupted: the engine cancelled the run")
+                       : Status(wire::error_of(ctx, s, address_));
+    }
+    return out;
+  }
+
   Result<engine::LoadedModule> load_module(const engine::ModuleRunRequest& r) override {
     api::RunModuleArgs in;
     wire::to_proto(r, &in);
@@ -339,6 +407,12 @@ class Remote final : public RemoteEngine, public backend::Backend {
     in.set_name(std::string(name));
     MODHOST_ASSIGN_OR_RETURN(api::Chunk out, call<api::Chunk>(&Stub::DownloadArtifact, in));
     return std::move(*out.mutable_data());
+  }
+  Status remove_artifact(std::string_view enclave_id, std::string_view name) override {
+    api::ArtifactRef in;
+    in.set_enclave_id(std::string(enclave_id));
+    in.set_name(std::string(name));
+    return call(&Stub::RemoveArtifact, in);
   }
   Result<backend::ArtifactInfo> store_from_service(std::string_view enclave_id, std::string_view service,
                                                    std::string_view path, std::string_view name) override {

@@ -215,6 +215,10 @@ class EngineServiceImpl final : public api::EngineService::Service, public daemo
       return ok_status();
     });
   }
+  Status RemoveArtifact(ServerContext* ctx, const api::ArtifactRef* in, Empty*) override {
+    return with_backend(ctx,
+                        [&](backend::Backend& b) { return b.remove_artifact(in->enclave_id(), in->name()); });
+  }
   Status StoreFromService(ServerContext* ctx, const api::StoreFromServiceArgs* in,
                           api::Artifact* out) override {
     return with_backend(ctx, [&](backend::Backend& b) -> modhost::Status {
@@ -312,6 +316,67 @@ class EngineServiceImpl final : public api::EngineService::Service, public daemo
     send(u);
     // The client half-closes once it has the outcome; one that does not
     // within 5 s is cut off.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!reader_done && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!reader_done) ctx->TryCancel();
+    reader.join();
+    return Status::OK;
+  }
+
+  Status RunStarlark(
+      ServerContext* ctx,
+      grpc::ServerReaderWriter<api::RunStarlarkUpdate, api::RunStarlarkRequest>* stream) override {
+    api::RunStarlarkRequest first;
+    if (!stream->Read(&first) || !first.has_start()) {
+      return wire::fail(ctx, Error(ErrorCode::invalid_argument, "RunStarlark starts with a start request"));
+    }
+    engine::StarlarkRunRequest r;
+    r.enclave = first.start().enclave();
+    r.plan_json = first.start().plan_json();
+    r.dry_run = first.start().dry_run();
+    if (first.start().parallelism() > 0) r.parallelism = first.start().parallelism();
+    r.skip_applied = !first.start().no_skip();
+    std::mutex write_mutex;  // events come from add_services' threads too
+    auto sink = [&](const engine::StarlarkRunEvent& e) {
+      static const char* kinds[] = {"instruction", "result", "skipped", "progress"};
+      api::RunStarlarkUpdate u;
+      auto* ev = u.mutable_event();
+      ev->set_kind(kinds[static_cast<int>(e.kind)]);
+      ev->set_index(e.index);
+      ev->set_text(e.text);
+      std::lock_guard lock(write_mutex);
+      stream->Write(u);
+    };
+    engine::CancelToken cancel;
+    std::atomic<bool> finished{false};
+    std::atomic<bool> reader_done{false};
+    std::thread reader([&] {
+      api::RunStarlarkRequest next;
+      bool more = stream->Read(&next);
+      if (!finished) cancel.cancel();
+      while (more) more = stream->Read(&next);
+      reader_done = true;
+    });
+    engine::StarlarkRunOutcome outcome = engine_.run_starlark(r, sink, cancel);
+    finished = true;
+    api::RunStarlarkUpdate u;
+    auto* o = u.mutable_outcome();
+    o->set_enclave_id(outcome.enclave_id);
+    o->set_enclave_name(outcome.enclave_name);
+    o->set_enclave_created(outcome.enclave_created);
+    o->set_output_json(outcome.output_json);
+    o->set_executed(outcome.executed);
+    o->set_skipped(outcome.skipped);
+    o->set_ok(outcome.status.ok());
+    if (!outcome.status.ok()) {
+      o->set_error_code(std::string(to_string(outcome.status.error().code())));
+      o->set_error_message(outcome.status.error().message());
+    }
+    {
+      std::lock_guard lock(write_mutex);
+      stream->Write(u);
+    }
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     while (!reader_done && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));

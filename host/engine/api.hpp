@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -82,6 +83,35 @@ struct LoadedModule {
   std::uint64_t executions = 0;
 };
 
+// A Starlark run (`modhost run`): a plan the interpreter made, validated
+// against the enclave, then executed instruction by instruction.
+struct StarlarkRunRequest {
+  // The enclave (id, id prefix or name); made when absent. Empty: a new one.
+  std::string enclave;
+  std::string plan_json;  // docs/starlark-plan.md
+  bool dry_run = false;   // validate and list, change nothing
+  int parallelism = 4;    // add_services
+  bool skip_applied = true;
+};
+
+struct StarlarkRunEvent {
+  enum class Kind { instruction, result, skipped, progress };
+  Kind kind = Kind::progress;
+  std::size_t index = 0;  // of the instruction
+  std::string text;
+};
+using StarlarkRunSink = std::function<void(const StarlarkRunEvent&)>;
+
+struct StarlarkRunOutcome {
+  std::string enclave_id;  // empty when no enclave was used (a dry run of a new one)
+  std::string enclave_name;
+  bool enclave_created = false;
+  std::string output_json = "null";  // run()'s value, resolved
+  std::size_t executed = 0;
+  std::size_t skipped = 0;
+  Status status = ok_status();
+};
+
 class EngineApi {
  public:
   virtual ~EngineApi() = default;
@@ -109,6 +139,11 @@ class EngineApi {
   virtual Status unload_module(const std::string& id) = 0;
   // The modules loaded into an enclave (empty id: every enclave).
   virtual Result<std::vector<LoadedModule>> loaded_modules(const std::string& enclave_id) = 0;
+
+  // Validates a Starlark plan against the enclave, then executes it; one
+  // event per instruction and per result, as they happen.
+  virtual StarlarkRunOutcome run_starlark(const StarlarkRunRequest& request, const StarlarkRunSink& sink,
+                                          CancelToken& cancel) = 0;
 };
 
 }  // namespace modhost::engine

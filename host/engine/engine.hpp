@@ -52,6 +52,9 @@ class Engine final : public EngineApi {
                                      std::optional<std::chrono::milliseconds> timeout) override;
   Status unload_module(const std::string& id) override;
   Result<std::vector<LoadedModule>> loaded_modules(const std::string& enclave_id) override;
+  // In starlark_run.cpp.
+  StarlarkRunOutcome run_starlark(const StarlarkRunRequest& request, const StarlarkRunSink& sink,
+                                  CancelToken& cancel) override;
 
   // An enclave by id, id prefix or name.
   Result<backend::EnclaveInfo> find_enclave(std::string_view id_or_name);
