@@ -93,6 +93,9 @@ Result<std::string> pack_with_symlinks(const PackSpec& spec,
 // contents go at the archive's root; a single file under its own name.
 // Symlinks are stored as symlinks, never followed.
 Result<std::string> tar_tree(const std::string& source);
+// The same, with a directory under its own name too (what `docker cp` and
+// Docker's archive API give for a path).
+Result<std::string> tar_path(const std::string& source);
 
 // Extracts an archive under DEST (created if missing). Refuses, before writing
 // anything, an entry whose path is absolute or leaves DEST through "..", and

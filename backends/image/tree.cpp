@@ -103,6 +103,19 @@ Result<std::string> tar_tree(const std::string& source) {
   return tar.finish();
 }
 
+Result<std::string> tar_path(const std::string& source) {
+  std::error_code ec;
+  fs::path src(source);
+  if (!fs::exists(fs::symlink_status(src, ec)))
+    return Error(ErrorCode::not_found, "'" + source + "' not found");
+  std::string name = src.filename().string();
+  if (name.empty()) name = src.parent_path().filename().string();  // "/dir/"
+  if (name.empty()) return tar_tree(source);                       // "/": the contents
+  TarWriter tar;
+  MODHOST_TRY(add_entry(tar, src, name));
+  return tar.finish();
+}
+
 Status extract_tar(std::string_view archive, const std::string& dest) {
   return extract_entries(archive, dest, false);
 }

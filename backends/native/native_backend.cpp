@@ -1832,7 +1832,8 @@ Result<ArtifactInfo> NativeBackend::store_from_service(std::string_view enclave_
     }
     return source.error().context(ctx);
   }
-  MODHOST_ASSIGN_OR_RETURN(std::string tar, image::tar_tree(source.value()));
+  // A directory keeps its own name, as Docker's archive API gives it.
+  MODHOST_ASSIGN_OR_RETURN(std::string tar, image::tar_path(source.value()));
   MODHOST_ASSIGN_OR_RETURN(std::string tgz, image::gzip_compress(tar));
   return store_artifact(enclave_id, name, tgz);
 }

@@ -17,9 +17,9 @@ namespace modhost::starlark {
 // The artifact where an enclave keeps what runs applied to it (for reruns).
 inline constexpr const char* kRecordArtifact = "modhost-starlark-plan";
 // Labels on services a plan added.
-inline constexpr const char* kLabelStarlark = "io.modhost.starlark";           // "true"
-inline constexpr const char* kLabelSubnetwork = "io.modhost.subnetwork";       // its subnetwork
-inline constexpr const char* kLabelAppProtocols = "io.modhost.app-protocols";  // "id=proto,..."
+inline constexpr const char* kLabelStarlark = "modhost.starlark";           // "true"
+inline constexpr const char* kLabelSubnetwork = "modhost.subnetwork";       // its subnetwork
+inline constexpr const char* kLabelAppProtocols = "modhost.app-protocols";  // "id=proto,..."
 
 struct RunOptions {
   bool dry_run = false;

@@ -3,12 +3,14 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 
 #include "builtins.hpp"
 #include "daemon/client.hpp"
 #include "engine/engine.hpp"
 #include "engine/logging.hpp"
+#include "starlark/interpret.hpp"
 
 namespace modhost {
 namespace {
@@ -249,6 +251,34 @@ Status Enclave::heal() {
 }
 Result<std::string> Enclave::mutate(const MutationOptions& options) {
   return run_module("builtin:mutation", options.json);
+}
+
+Result<StarlarkResult> Enclave::run_starlark(const std::string& path, const StarlarkOptions& options) {
+  starlark::InterpretRequest ir;
+  ir.path = path;
+  ir.args_json = options.args_json;
+  ir.main_file = options.main_file;
+  ir.main_function = options.main_function;
+  ir.package_dirs = options.package_dirs;
+  MODHOST_ASSIGN_OR_RETURN(std::string plan, starlark::interpret(ir));
+  engine::StarlarkRunRequest r;
+  r.enclave = state_->info.id;
+  r.plan_json = std::move(plan);
+  r.dry_run = options.dry_run;
+  r.parallelism = options.parallelism;
+  StarlarkResult result;
+  std::mutex mutex;
+  auto sink = [&](const engine::StarlarkRunEvent& e) {
+    std::lock_guard lock(mutex);
+    result.log.push_back(e.text);
+  };
+  engine::CancelToken cancel;
+  engine::StarlarkRunOutcome out = state_->client->api->run_starlark(r, sink, cancel);
+  if (!out.status.ok()) return out.status.error();
+  result.output_json = out.output_json;
+  result.executed = out.executed;
+  result.skipped = out.skipped;
+  return result;
 }
 
 Status Enclave::dump(const std::string& dir) {

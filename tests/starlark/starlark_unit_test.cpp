@@ -241,7 +241,7 @@ TEST(StarlarkRun, FuturesFlowFromOneInstructionIntoTheNext) {
   EXPECT_EQ(r->executed, 4u);
   EXPECT_EQ(r->output, json::parse(R"({"ip": "10.0.0.2"})"));
   ASSERT_TRUE(t.services.count("b"));
-  EXPECT_EQ(t.services["b"].labels["io.modhost.starlark"], "true");
+  EXPECT_EQ(t.services["b"].labels["modhost.starlark"], "true");
 
   // The same plan again: everything skipped, nothing added, the output the same.
   const auto before = t.log.size();

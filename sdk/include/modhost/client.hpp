@@ -14,6 +14,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -70,6 +71,24 @@ struct MutationOptions {
   std::string json;  // the params as the module takes them
 };
 
+// A Starlark package or script run against an enclave (`modhost run`).
+struct StarlarkOptions {
+  std::string args_json = "{}";  // the run's args, a JSON object
+  std::string main_file = "main.star";
+  std::string main_function = "run";
+  std::vector<std::string> package_dirs;  // where other packages are found
+  bool dry_run = false;
+  int parallelism = 4;
+};
+
+struct StarlarkResult {
+  std::string output_json;  // what run() returned, as JSON ("null" for None)
+  std::size_t executed = 0;
+  std::size_t skipped = 0;  // applied by an earlier run of the same plan
+  // One line per instruction and per result, as `modhost run` prints them.
+  std::vector<std::string> log;
+};
+
 class Client;
 
 // An enclave. Removed (with everything in it) when the handle is destroyed,
@@ -101,6 +120,11 @@ class Enclave {
   Result<std::string> partition(const PartitionOptions& options);
   Status heal();
   Result<std::string> mutate(const MutationOptions& options);
+
+  // Runs a Starlark package (a folder with kurtosis.yml) or a .star script
+  // against this enclave: interpreted, validated as a whole, then executed.
+  // An error names the instruction's position (main.star:LINE:COL).
+  Result<StarlarkResult> run_starlark(const std::string& path, const StarlarkOptions& options = {});
 
   // Writes each service's inspect data and logs under `dir`.
   Status dump(const std::string& dir);
