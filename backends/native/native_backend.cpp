@@ -24,6 +24,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -1237,7 +1238,10 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
     return image.error().context(ctx);
   }
 
-  DirLock lock(impl_->mutex, impl_->root + "/.lock");
+  // Held while names, addresses and the enclave's hosts file change, and
+  // the container starts; not while the start check below watches it, so
+  // services of one scope start side by side.
+  std::optional<DirLock> lock(std::in_place, impl_->mutex, impl_->root + "/.lock");
   const std::string dir = impl_->service_dir(e.id, config.name);
   if (fs::exists(dir)) {
     return Error(ErrorCode::already_exists,
@@ -1354,6 +1358,7 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
   //    container's PID 1 ends as soon as the program does; a pidfd says
   //    when, without polling.
   const auto window = config.kind == "module" ? 0ms : impl_->options.startup_check;
+  lock.reset();
   {
     const json::value run = parse_json_file(dir + "/run.json");
     const int pid = static_cast<int>(num(run, "pid"));
@@ -1370,6 +1375,7 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
   if (ServiceInfo now = impl_->service_info(e.id, config.name); now.status != ServiceStatus::running) {
     (void)impl_->wait_exit(e.id, config.name, 1000ms);
     now = impl_->service_info(e.id, config.name);
+    lock.emplace(impl_->mutex, impl_->root + "/.lock");  // for the undo
     return Error(ErrorCode::failed_precondition, ctx + ": it exited at once with code " +
                                                      std::to_string(now.exit_code.value_or(-1)) +
                                                      "; its last output: " + last_words(dir + "/log"));
