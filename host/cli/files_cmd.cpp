@@ -99,11 +99,22 @@ int run_store_from_service(const GlobalOptions& g, const FilesArgs& a) {
   return kExitOk;
 }
 
+int run_rm(const GlobalOptions& g, const FilesArgs& a) {
+  auto enc = open_enclave(g, a.enclave);
+  if (!enc.ok()) return fail(g, enc.error());
+  if (auto s = enc->backend->remove_artifact(enc->id, a.name); !s.ok()) return fail(g, s.error());
+  if (g.json())
+    print_json(boost::json::object{{"removed", a.name}});
+  else
+    std::printf("Removed files artifact '%s'\n", a.name.c_str());
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_files_commands(CLI::App& app, GlobalOptions& g) {
   CLI::App* files =
-      app.add_subcommand("files", "Files artifacts: upload, list, download, copy out of services");
+      app.add_subcommand("files", "Files artifacts: upload, list, download, remove, copy out of services");
   files->require_subcommand(1);
   auto a = std::make_shared<FilesArgs>();
 
@@ -131,6 +142,12 @@ void add_files_commands(CLI::App& app, GlobalOptions& g) {
     }
     g_exit_code = run_download(g, *a);
   });
+
+  CLI::App* rm =
+      files->add_subcommand("rm", "Remove a files artifact (services that mount it keep their files)");
+  rm->add_option("enclave", a->enclave, "Enclave UUID, UUID prefix or name")->required();
+  rm->add_option("name", a->name, "Artifact name")->required();
+  rm->callback([&g, a] { g_exit_code = run_rm(g, *a); });
 
   CLI::App* store =
       files->add_subcommand("store-from-service", "Copy PATH out of a service into a new files artifact");

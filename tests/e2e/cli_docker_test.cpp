@@ -233,3 +233,28 @@ TEST_F(CliDocker, CleanRemovesWhatAKilledCliLeft) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(CliDocker, FilesRmFreesTheNameAndRefusesAMountedArtifact) {
+  ASSERT_EQ(mh({"enclave", "add", "--name", "rmfiles"}).exit_code, 0);
+  std::string dir = ::testing::TempDir() + "/modhost-rm-" + scope_;
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/a.txt") << "one\n";
+  ASSERT_EQ(mh({"files", "upload", "rmfiles", dir, "--name", "doomed"}).exit_code, 0);
+  ASSERT_EQ(mh({"files", "upload", "rmfiles", dir, "--name", "mounted"}).exit_code, 0);
+  ASSERT_EQ(
+      mh({"service", "add", "rmfiles", "reader", kBusybox, "--files", "mounted:/m", "--", "sleep", "3600"})
+          .exit_code,
+      0);
+  EXPECT_EQ(mh_json({"files", "rm", "rmfiles", "doomed"}).at("removed").as_string(), "doomed");
+  expect_error(mh({"files", "rm", "rmfiles", "doomed"}), 4, "no such artifact");
+  ASSERT_EQ(mh({"files", "upload", "rmfiles", dir, "--name", "doomed"}).exit_code, 0)
+      << "the name is not free";
+  // Docker keeps a volume a container mounts.
+  expect_error(mh({"files", "rm", "rmfiles", "mounted"}), 5, "a service mounts it");
+  EXPECT_EQ(mh({"service", "exec", "rmfiles", "reader", "--", "cat", "/m/a.txt"}).out, "one\n");
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace

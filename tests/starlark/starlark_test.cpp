@@ -110,6 +110,18 @@ TEST_F(Starlark, AMultiFilePackageWithArgsRunsEndToEndAndARerunAddsNothing) {
   EXPECT_NE(text.out.find("User Services"), std::string::npos);
 }
 
+TEST_F(Starlark, TheExamplePackageStartsItsArmy) {
+  auto doc = run_json(
+      {MODHOST_SOURCE_DIR "/examples/datastore-army", R"({"num_datastores": 3})", "--enclave", "army"});
+  ASSERT_TRUE(doc.contains("output")) << json::serialize(doc);
+  EXPECT_EQ(doc.at("output").at("createdServiceIdsToPortIds").as_object().size(), 3u);
+  EXPECT_EQ(service_count("army"), 3u);
+  for (const char* name : {"datastore-0", "datastore-1", "datastore-2"})
+    EXPECT_EQ(status_of("army", name), "running");
+  auto bad = mh({"run", MODHOST_SOURCE_DIR "/examples/datastore-army", R"({"num_datastores": 0})"});
+  expect_error(bad, 3, "num_datastores must be 1 to 50, not 0");
+}
+
 TEST_F(Starlark, SetConnectionIsProvenByTraffic) {
   // Subnetworks with nothing set: traffic flows.
   auto open = run_json({kScripts + "/network.star", R"({"mode": "none"})", "--enclave", "net"});
