@@ -28,6 +28,35 @@ Result<std::string> read_whole(const std::string& path, std::string_view what) {
   return s.str();
 }
 
+// One cancellable bidirectional call (RunModule, RunStarlark): `start` goes
+// first, a cancel request follows when `cancel` fires, and `on_update` sees
+// each update until it returns true (the outcome). The call's final status.
+template <typename Request, typename Update, typename Stream>
+grpc::Status cancellable_call(Stream& stream, const Request& start, engine::CancelToken& cancel,
+                              const std::function<bool(const Update&)>& on_update) {
+  std::mutex write_mutex;
+  bool closed = false;
+  stream->Write(start);
+  cancel.on_cancel([&] {
+    std::lock_guard lock(write_mutex);
+    if (closed) return;
+    Request stop;
+    stop.set_cancel(true);
+    stream->Write(stop);
+  });
+  Update u;
+  while (stream->Read(&u)) {
+    if (on_update(u)) break;  // the engine ends the call once this side half-closes
+  }
+  cancel.on_cancel({});
+  {
+    std::lock_guard lock(write_mutex);
+    closed = true;
+    stream->WritesDone();
+  }
+  return stream->Finish();
+}
+
 class Remote final : public RemoteEngine, public backend::Backend {
  public:
   Remote(std::string address, std::shared_ptr<grpc::Channel> channel)
@@ -106,50 +135,29 @@ class Remote final : public RemoteEngine, public backend::Backend {
     engine::ModuleRunOutcome out;
     grpc::ClientContext ctx;
     auto stream = stub_->RunModule(&ctx);
-    std::mutex write_mutex;
-    bool closed = false;
-    {
-      api::RunModuleRequest start;
-      *start.mutable_start() = in;
-      stream->Write(start);
-    }
-    // Cancelling asks the engine to cancel; its outcome still follows.
-    cancel.on_cancel([&] {
-      std::lock_guard lock(write_mutex);
-      if (closed) return;
-      api::RunModuleRequest stop;
-      stop.set_cancel(true);
-      stream->Write(stop);
-    });
-    api::RunModuleUpdate u;
+    api::RunModuleRequest start;
+    *start.mutable_start() = in;
     bool have_outcome = false;
-    while (stream->Read(&u)) {
+    std::function<bool(const api::RunModuleUpdate&)> on_update = [&](const api::RunModuleUpdate& u) {
       if (u.has_progress() && observer.progress) observer.progress(u.progress());
       if (u.has_output() && observer.output) observer.output(u.output());
-      if (u.has_outcome()) {
-        const auto& o = u.outcome();
-        have_outcome = true;
-        out.module.name = o.name();
-        out.module.version = o.version();
-        out.module.source = o.source();
-        out.enclave_id = o.enclave_id();
-        out.enclave_name = o.enclave_name();
-        if (o.ok()) {
-          out.result = o.result();
-        } else {
-          out.result =
-              Error(wire::error_code_from(o.error_code()).value_or(ErrorCode::internal), o.error_message());
-        }
-        break;  // the engine ends the call once this side half-closes
+      if (!u.has_outcome()) return false;
+      const auto& o = u.outcome();
+      have_outcome = true;
+      out.module.name = o.name();
+      out.module.version = o.version();
+      out.module.source = o.source();
+      out.enclave_id = o.enclave_id();
+      out.enclave_name = o.enclave_name();
+      if (o.ok()) {
+        out.result = o.result();
+      } else {
+        out.result =
+            Error(wire::error_code_from(o.error_code()).value_or(ErrorCode::internal), o.error_message());
       }
-    }
-    cancel.on_cancel({});
-    {
-      std::lock_guard lock(write_mutex);
-      closed = true;
-      stream->WritesDone();
-    }
-    grpc::Status s = stream->Finish();
+      return true;
+    };
+    grpc::Status s = cancellable_call(stream, start, cancel, on_update);
     if (!have_outcome) {
       out.result = cancel.cancelled()
                        ? Error(ErrorCode::cancelled, "interrupted: the engine cancelled the module")
@@ -171,19 +179,8 @@ class Remote final : public RemoteEngine, public backend::Backend {
     engine::StarlarkRunOutcome out;
     grpc::ClientContext ctx;
     auto stream = stub_->RunStarlark(&ctx);
-    std::mutex write_mutex;
-    bool closed = false;
-    stream->Write(start);
-    cancel.on_cancel([&] {
-      std::lock_guard lock(write_mutex);
-      if (closed) return;
-      api::RunStarlarkRequest stop;
-      stop.set_cancel(true);
-      stream->Write(stop);
-    });
-    api::RunStarlarkUpdate u;
     bool have_outcome = false;
-    while (stream->Read(&u)) {
+    std::function<bool(const api::RunStarlarkUpdate&)> on_update = [&](const api::RunStarlarkUpdate& u) {
       if (u.has_event() && sink) {
         const auto& e = u.event();
         engine::StarlarkRunEvent ev;
@@ -195,29 +192,22 @@ class Remote final : public RemoteEngine, public backend::Backend {
         ev.text = e.text();
         sink(ev);
       }
-      if (u.has_outcome()) {
-        const auto& o = u.outcome();
-        have_outcome = true;
-        out.enclave_id = o.enclave_id();
-        out.enclave_name = o.enclave_name();
-        out.enclave_created = o.enclave_created();
-        out.output_json = o.output_json().empty() ? "null" : o.output_json();
-        out.executed = o.executed();
-        out.skipped = o.skipped();
-        if (!o.ok()) {
-          out.status =
-              Error(wire::error_code_from(o.error_code()).value_or(ErrorCode::internal), o.error_message());
-        }
-        break;
+      if (!u.has_outcome()) return false;
+      const auto& o = u.outcome();
+      have_outcome = true;
+      out.enclave_id = o.enclave_id();
+      out.enclave_name = o.enclave_name();
+      out.enclave_created = o.enclave_created();
+      out.output_json = o.output_json().empty() ? "null" : o.output_json();
+      out.executed = o.executed();
+      out.skipped = o.skipped();
+      if (!o.ok()) {
+        out.status =
+            Error(wire::error_code_from(o.error_code()).value_or(ErrorCode::internal), o.error_message());
       }
-    }
-    cancel.on_cancel({});
-    {
-      std::lock_guard lock(write_mutex);
-      closed = true;
-      stream->WritesDone();
-    }
-    grpc::Status s = stream->Finish();
+      return true;
+    };
+    grpc::Status s = cancellable_call(stream, start, cancel, on_update);
     if (!have_outcome) {
       out.status = cancel.cancelled()
                        ? Error(ErrorCode::cancelled, "interrupted: the engine cancelled the run")

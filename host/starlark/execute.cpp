@@ -694,13 +694,18 @@ class Executor {
 
   // --- files ---
 
-  Status replace_artifact(const std::string& name, const std::string& tgz) {
+  // An artifact an earlier run made under this name goes first (an update).
+  Status remove_if_present(const std::string& name) {
     auto existing = target_.list_artifacts();
-    if (existing.ok()) {
-      for (const auto& x : existing.value()) {
-        if (x.name == name) MODHOST_TRY(target_.remove_artifact(name));
-      }
+    if (!existing.ok()) return existing.error();
+    for (const auto& x : existing.value()) {
+      if (x.name == name) return target_.remove_artifact(name);
     }
+    return ok_status();
+  }
+
+  Status replace_artifact(const std::string& name, const std::string& tgz) {
+    MODHOST_TRY(remove_if_present(name));
     return target_.store_artifact(name, tgz);
   }
 
@@ -740,12 +745,7 @@ class Executor {
 
   Result<std::string> store_service_files(const json::object& a) {
     const std::string name = str(a, "name"), service = str(a, "service_name"), src = str(a, "src");
-    auto existing = target_.list_artifacts();
-    if (existing.ok()) {
-      for (const auto& x : existing.value()) {
-        if (x.name == name) MODHOST_TRY(target_.remove_artifact(name));
-      }
-    }
+    MODHOST_TRY(remove_if_present(name));
     MODHOST_TRY(target_.store_from_service(service, src, name));
     return "Files with artifact name '" + name + "' stored from service '" + service + "' at '" + src + "'";
   }
@@ -786,12 +786,7 @@ class Executor {
       for (const auto& s : store->get_array()) {
         const json::object& o = s.as_object();
         const std::string art = str(o, "name");
-        auto existing = target_.list_artifacts();
-        if (existing.ok()) {
-          for (const auto& x : existing.value()) {
-            if (x.name == art) MODHOST_TRY(target_.remove_artifact(art));
-          }
-        }
+        MODHOST_TRY(remove_if_present(art));
         MODHOST_TRY(target_.store_from_service(name, str(o, "src"), art));
         stored.push_back(art);
       }
