@@ -53,7 +53,8 @@ class Starlark : public modhost::test::DockerCliTest {
   }
 
   bool enclave_exists(const std::string& name) {
-    for (const auto& e : mh_json({"enclave", "ls"}).at("enclaves").as_array()) {
+    const json::value list = mh_json({"enclave", "ls"});
+    for (const auto& e : list.at("enclaves").as_array()) {
       if (e.at("name").as_string() == name) return true;
     }
     return false;
