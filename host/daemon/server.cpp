@@ -26,6 +26,33 @@ using grpc::Status;
 
 // The enclave ids of the API are full ids; a prefix or a name is resolved by
 // FindEnclave first, as the CLI does.
+// The engine call of a bidirectional run (RunModule, RunStarlark): `body`
+// runs it with a cancel token that a second request, or a client that goes
+// away, cancels; its outcome is sent with `send`, then the client gets 5 s
+// to half-close before it is cut off.
+template <typename Request, typename Update, typename Send, typename Body>
+void serve_cancellable(ServerContext* ctx, grpc::ServerReaderWriter<Update, Request>* stream, Send& send,
+                       Body&& body) {
+  engine::CancelToken cancel;
+  std::atomic<bool> finished{false};
+  std::atomic<bool> reader_done{false};
+  std::thread reader([&] {
+    Request next;
+    bool more = stream->Read(&next);
+    if (!finished) cancel.cancel();
+    while (more) more = stream->Read(&next);  // until the client half-closes
+    reader_done = true;
+  });
+  Update outcome = body(cancel);
+  finished = true;
+  send(outcome);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!reader_done && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!reader_done) ctx->TryCancel();
+  reader.join();
+}
+
 class EngineServiceImpl final : public api::EngineService::Service, public daemon::EngineService {
  public:
   grpc::Service* service() override { return this; }
@@ -285,42 +312,24 @@ class EngineServiceImpl final : public api::EngineService::Service, public daemo
       u.set_output(std::string(chunk));
       send(u);
     };
-    // A cancel request, or a client that goes away, cancels the module.
-    engine::CancelToken cancel;
-    std::atomic<bool> finished{false};
-    std::atomic<bool> reader_done{false};
-    std::thread reader([&] {
-      api::RunModuleRequest next;
-      bool more = stream->Read(&next);
-      if (!finished) cancel.cancel();
-      while (more) more = stream->Read(&next);  // until the client half-closes
-      reader_done = true;
+    serve_cancellable(ctx, stream, send, [&](engine::CancelToken& cancel) {
+      engine::ModuleRunOutcome outcome = engine_.run_module(r, observer, cancel);
+      api::RunModuleUpdate u;
+      auto* o = u.mutable_outcome();
+      o->set_name(outcome.module.name);
+      o->set_version(outcome.module.version);
+      o->set_source(outcome.module.source);
+      o->set_enclave_id(outcome.enclave_id);
+      o->set_enclave_name(outcome.enclave_name);
+      o->set_ok(outcome.result.ok());
+      if (outcome.result.ok()) {
+        o->set_result(outcome.result.value());
+      } else {
+        o->set_error_code(std::string(to_string(outcome.result.error().code())));
+        o->set_error_message(outcome.result.error().message());
+      }
+      return u;
     });
-    engine::ModuleRunOutcome outcome = engine_.run_module(r, observer, cancel);
-    finished = true;
-
-    api::RunModuleUpdate u;
-    auto* o = u.mutable_outcome();
-    o->set_name(outcome.module.name);
-    o->set_version(outcome.module.version);
-    o->set_source(outcome.module.source);
-    o->set_enclave_id(outcome.enclave_id);
-    o->set_enclave_name(outcome.enclave_name);
-    o->set_ok(outcome.result.ok());
-    if (outcome.result.ok()) {
-      o->set_result(outcome.result.value());
-    } else {
-      o->set_error_code(std::string(to_string(outcome.result.error().code())));
-      o->set_error_message(outcome.result.error().message());
-    }
-    send(u);
-    // The client half-closes once it has the outcome; one that does not
-    // within 5 s is cut off.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!reader_done && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (!reader_done) ctx->TryCancel();
-    reader.join();
     return Status::OK;
   }
 
@@ -338,6 +347,10 @@ class EngineServiceImpl final : public api::EngineService::Service, public daemo
     if (first.start().parallelism() > 0) r.parallelism = first.start().parallelism();
     r.skip_applied = !first.start().no_skip();
     std::mutex write_mutex;  // events come from add_services' threads too
+    auto send = [&](api::RunStarlarkUpdate& u) {
+      std::lock_guard lock(write_mutex);
+      stream->Write(u);
+    };
     auto sink = [&](const engine::StarlarkRunEvent& e) {
       static const char* kinds[] = {"instruction", "result", "skipped", "progress"};
       api::RunStarlarkUpdate u;
@@ -345,43 +358,25 @@ class EngineServiceImpl final : public api::EngineService::Service, public daemo
       ev->set_kind(kinds[static_cast<int>(e.kind)]);
       ev->set_index(e.index);
       ev->set_text(e.text);
-      std::lock_guard lock(write_mutex);
-      stream->Write(u);
+      send(u);
     };
-    engine::CancelToken cancel;
-    std::atomic<bool> finished{false};
-    std::atomic<bool> reader_done{false};
-    std::thread reader([&] {
-      api::RunStarlarkRequest next;
-      bool more = stream->Read(&next);
-      if (!finished) cancel.cancel();
-      while (more) more = stream->Read(&next);
-      reader_done = true;
+    serve_cancellable(ctx, stream, send, [&](engine::CancelToken& cancel) {
+      engine::StarlarkRunOutcome outcome = engine_.run_starlark(r, sink, cancel);
+      api::RunStarlarkUpdate u;
+      auto* o = u.mutable_outcome();
+      o->set_enclave_id(outcome.enclave_id);
+      o->set_enclave_name(outcome.enclave_name);
+      o->set_enclave_created(outcome.enclave_created);
+      o->set_output_json(outcome.output_json);
+      o->set_executed(outcome.executed);
+      o->set_skipped(outcome.skipped);
+      o->set_ok(outcome.status.ok());
+      if (!outcome.status.ok()) {
+        o->set_error_code(std::string(to_string(outcome.status.error().code())));
+        o->set_error_message(outcome.status.error().message());
+      }
+      return u;
     });
-    engine::StarlarkRunOutcome outcome = engine_.run_starlark(r, sink, cancel);
-    finished = true;
-    api::RunStarlarkUpdate u;
-    auto* o = u.mutable_outcome();
-    o->set_enclave_id(outcome.enclave_id);
-    o->set_enclave_name(outcome.enclave_name);
-    o->set_enclave_created(outcome.enclave_created);
-    o->set_output_json(outcome.output_json);
-    o->set_executed(outcome.executed);
-    o->set_skipped(outcome.skipped);
-    o->set_ok(outcome.status.ok());
-    if (!outcome.status.ok()) {
-      o->set_error_code(std::string(to_string(outcome.status.error().code())));
-      o->set_error_message(outcome.status.error().message());
-    }
-    {
-      std::lock_guard lock(write_mutex);
-      stream->Write(u);
-    }
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!reader_done && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (!reader_done) ctx->TryCancel();
-    reader.join();
     return Status::OK;
   }
 

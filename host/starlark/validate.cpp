@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 
+#include "backends/common.hpp"
 #include "starlark/internal.hpp"
 #include "starlark/run.hpp"
 #include "starlark/values.hpp"
@@ -13,14 +14,6 @@ namespace {
 using namespace detail;
 
 constexpr const char* kDefaultPlaceholder = "KURTOSIS_IP_ADDR_PLACEHOLDER";
-
-bool valid_artifact_name(const std::string& n) {
-  if (n.empty() || n.size() > 63 || !std::isalnum(static_cast<unsigned char>(n[0]))) return false;
-  for (char c : n) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
-  }
-  return true;
-}
 
 struct KnownService {
   std::set<std::string> ports;
@@ -118,7 +111,7 @@ class Validator {
   }
 
   void produce_artifact(const Instruction& i, const std::string& name) {
-    if (!valid_artifact_name(name)) {
+    if (!backend::valid_name(name)) {  // the backends' own rule
       problem(i, "artifact name '" + name +
                      "' is invalid: 1-63 letters, digits, '.', '_' or '-', starting with "
                      "a letter or digit");
