@@ -145,17 +145,14 @@ class Executor {
   Status run(RunReport& report) {
     std::vector<RecordEntry> record =
         options_.skip_applied ? load_record(target_) : std::vector<RecordEntry>();
+    MODHOST_ASSIGN_OR_RETURN(EnclaveSnapshot enclave, snapshot(target_));
     std::set<std::string> services, artifacts;
-    if (target_.enclave_exists()) {
-      MODHOST_ASSIGN_OR_RETURN(std::vector<ServiceInfo> list, target_.list_services());
-      for (const auto& s : list) {
-        services.insert(s.name);
-        auto sub = s.labels.find(kLabelSubnetwork);
-        net_.subnetwork_of[s.name] = sub == s.labels.end() ? "" : sub->second;
-      }
-      MODHOST_ASSIGN_OR_RETURN(std::vector<backend::ArtifactInfo> arts, target_.list_artifacts());
-      for (const auto& a : arts) artifacts.insert(a.name);
+    for (const auto& s : enclave.services) {
+      services.insert(s.name);
+      auto sub = s.labels.find(kLabelSubnetwork);
+      net_.subnetwork_of[s.name] = sub == s.labels.end() ? "" : sub->second;
     }
+    for (const auto& a : enclave.artifacts) artifacts.insert(a.name);
     // The prefix an earlier run applied, as long as what it made is still there.
     std::size_t skip = 0;
     while (skip < record.size() && skip < plan_.instructions.size()) {
@@ -163,7 +160,7 @@ class Executor {
       if (record[skip].fingerprint != fingerprint_hash(i) || !still_applied(i, services, artifacts)) break;
       ++skip;
     }
-    std::vector<Problem> problems = validate(plan_, target_, skip);
+    std::vector<Problem> problems = validate(plan_, target_, skip, enclave);
     if (!problems.empty()) {
       std::string message = problems.size() == 1
                                 ? "the plan is invalid: "

@@ -50,9 +50,19 @@ struct Problem {
   std::string message;
 };
 
-// Every problem of the plan against the enclave, in plan order; none when
-// it may run. `skip` instructions at the start are already applied.
-std::vector<Problem> validate(const Plan& plan, Target& target, std::size_t skip);
+// What is in the enclave before a run: its services and artifacts (both
+// empty for an enclave that does not exist yet).
+struct EnclaveSnapshot {
+  std::vector<ServiceInfo> services;
+  std::vector<backend::ArtifactInfo> artifacts;
+};
+Result<EnclaveSnapshot> snapshot(Target& target);
+
+// Every problem of the plan against the enclave as `enclave` shows it, in
+// plan order; none when it may run. `skip` instructions at the start are
+// already applied.
+std::vector<Problem> validate(const Plan& plan, Target& target, std::size_t skip,
+                              const EnclaveSnapshot& enclave);
 
 // Validates, then (unless a dry run) executes instruction by instruction,
 // stopping at the first failure (its error names the instruction's position;

@@ -26,27 +26,15 @@ class Validator {
  public:
   Validator(const Plan& plan, Target& target, std::size_t skip) : plan_(plan), target_(target), skip_(skip) {}
 
-  std::vector<Problem> run() {
-    if (target_.enclave_exists()) {
-      auto services = target_.list_services();
-      if (!services.ok()) {
-        problems_.push_back({"", services.error().message()});
-      } else {
-        for (const auto& s : services.value()) {
-          KnownService k;
-          for (const auto& p : s.ports) k.ports.insert(p.port.name);
-          auto l = s.labels.find(kLabelStarlark);
-          k.added_by_plan_before = l != s.labels.end() && l->second == "true";
-          services_[s.name] = k;
-        }
-      }
-      auto artifacts = target_.list_artifacts();
-      if (!artifacts.ok()) {
-        problems_.push_back({"", artifacts.error().message()});
-      } else {
-        for (const auto& a : artifacts.value()) artifacts_.insert(a.name);
-      }
+  std::vector<Problem> run(const EnclaveSnapshot& enclave) {
+    for (const auto& s : enclave.services) {
+      KnownService k;
+      for (const auto& p : s.ports) k.ports.insert(p.port.name);
+      auto l = s.labels.find(kLabelStarlark);
+      k.added_by_plan_before = l != s.labels.end() && l->second == "true";
+      services_[s.name] = k;
     }
+    for (const auto& a : enclave.artifacts) artifacts_.insert(a.name);
     for (const Instruction& i : plan_.instructions) check(i);
     return std::move(problems_);
   }
@@ -327,8 +315,17 @@ class Validator {
 
 }  // namespace
 
-std::vector<Problem> validate(const Plan& plan, Target& target, std::size_t skip) {
-  return Validator(plan, target, skip).run();
+Result<EnclaveSnapshot> snapshot(Target& target) {
+  EnclaveSnapshot e;
+  if (!target.enclave_exists()) return e;
+  MODHOST_ASSIGN_OR_RETURN(e.services, target.list_services());
+  MODHOST_ASSIGN_OR_RETURN(e.artifacts, target.list_artifacts());
+  return e;
+}
+
+std::vector<Problem> validate(const Plan& plan, Target& target, std::size_t skip,
+                              const EnclaveSnapshot& enclave) {
+  return Validator(plan, target, skip).run(enclave);
 }
 
 }  // namespace modhost::starlark
