@@ -25,6 +25,24 @@ inline bool valid_name(std::string_view s) {
   return true;
 }
 
+// A service's user: "" (the image's), or USER[:GROUP] where each part is a
+// number or a name of [A-Za-z0-9_.-] (looked up in the image's files).
+inline bool valid_user(std::string_view s) {
+  if (s.empty()) return true;
+  auto part = [](std::string_view p) {
+    if (p.empty() || p.size() > 32) return false;
+    for (char c : p) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '.' || c == '-';
+      if (!ok) return false;
+    }
+    return true;
+  };
+  const auto colon = s.find(':');
+  if (colon == std::string_view::npos) return part(s);
+  return part(s.substr(0, colon)) && part(s.substr(colon + 1));
+}
+
 // `chars` random lowercase hex digits.
 inline std::string random_hex(std::size_t chars) {
   static constexpr char kHex[] = "0123456789abcdef";

@@ -34,7 +34,8 @@ std::string encode_config(const ServiceConfig& c) {
                                       {"binds", std::move(binds)},
                                       {"kind", c.kind},
                                       {"network_of", c.network_of},
-                                      {"cap_add", strings(c.cap_add)}});
+                                      {"cap_add", strings(c.cap_add)},
+                                      {"user", c.user}});
 }
 
 Result<ServiceConfig> decode_config(std::string_view text, const std::string& name) {
@@ -68,6 +69,7 @@ Result<ServiceConfig> decode_config(std::string_view text, const std::string& na
     if (const json::value* caps = o.if_contains("cap_add")) {
       for (const auto& x : caps->as_array()) c.cap_add.emplace_back(x.as_string());
     }
+    if (const json::value* u = o.if_contains("user")) c.user = std::string(u->as_string());
     return c;
   } catch (const std::exception& e) {
     return Error(ErrorCode::failed_precondition,

@@ -712,6 +712,10 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
     }
   }
   if (config.cpus < 0) return Error(ErrorCode::invalid_argument, ctx + ": cpus must not be negative");
+  if (!backend::valid_user(config.user)) {
+    return Error(ErrorCode::invalid_argument,
+                 ctx + ": bad user '" + config.user + "': expected USER[:GROUP], each a number or a name");
+  }
 
   const std::string cname = Impl::container_name(e.info.id, config.name);
   MODHOST_ASSIGN_OR_RETURN(HttpResponse existing, impl_->api(Method::get, "/containers/" + cname + "/json"));
@@ -776,6 +780,7 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
   json::array env;
   for (const auto& [k, v] : config.env) env.emplace_back(k + "=" + v);
   body["Env"] = std::move(env);
+  if (!config.user.empty()) body["User"] = config.user;
   if (!config.entrypoint.empty()) {
     json::array a;
     for (const auto& s : config.entrypoint) a.emplace_back(s);

@@ -1227,6 +1227,10 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
   if (!config.network_of.empty() && !config.ports.empty()) {
     return Error(ErrorCode::invalid_argument, ctx + ": a service in another's network publishes no ports");
   }
+  if (!backend::valid_user(config.user)) {
+    return Error(ErrorCode::invalid_argument,
+                 ctx + ": bad user '" + config.user + "': expected USER[:GROUP], each a number or a name");
+  }
   MODHOST_ASSIGN_OR_RETURN(ImageStore * store, impl_->image_store());
   auto image = store->find(config.image);
   if (!image.ok()) {
@@ -1339,8 +1343,9 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
       }
     }
   }
-  // 2. Its user, from the image's own files.
-  MODHOST_ASSIGN_OR_RETURN(auto ids, resolve_user(dir + "/rootfs", image->user));
+  // 2. Its user (the config's, else the image's), from the image's own files.
+  MODHOST_ASSIGN_OR_RETURN(auto ids,
+                           resolve_user(dir + "/rootfs", config.user.empty() ? image->user : config.user));
   state["uid"] = ids.first;
   state["gid"] = ids.second;
   MODHOST_TRY(write_file_atomic(dir + "/service.json", json::serialize(state)));

@@ -91,6 +91,7 @@ struct AddArgs {
   std::vector<std::string> cmd, entrypoint, env, ports, files, labels;
   double cpus = 0;
   std::string memory;
+  std::string user;
   std::string wait;
   int wait_status = 200;
   std::string wait_body;
@@ -105,6 +106,7 @@ Result<ServiceConfig> build_config(const AddArgs& a) {
   c.entrypoint = a.entrypoint;
   c.cmd = a.cmd;
   c.cpus = a.cpus;
+  c.user = a.user;
   if (a.cpus < 0) return Error(ErrorCode::invalid_argument, "--cpu must not be negative");
   for (const auto& e : a.env) {
     MODHOST_ASSIGN_OR_RETURN(auto kv, parse_key_value(e, "--env"));
@@ -247,6 +249,8 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
   add->add_option("--cpu", a->cpus, "CPU limit in cores, e.g. 0.5");
   add->add_option("--memory", a->memory, "Memory limit, e.g. 256m");
   add->add_option("--label", a->labels, "Label KEY=VALUE (repeatable)")->allow_extra_args(false);
+  add->add_option("--user,-u", a->user,
+                  "Run as USER[:GROUP], numbers or names from the image (default: the image's)");
   add->add_option("--wait", a->wait,
                   "Wait until ready: tcp:PORT, http:PORT/PATH or exec:COMMAND (PORT: name or number)");
   add->add_option("--wait-status", a->wait_status, "HTTP status that means ready")->capture_default_str();

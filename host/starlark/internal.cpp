@@ -146,6 +146,13 @@ Result<ServiceConfig> service_config(const std::string& name, const json::object
   const std::int64_t mem = integer(config, "max_memory");
   if (mem > 0) c.memory_bytes = static_cast<std::uint64_t>(mem) << 20;
   for (auto& [k, v] : string_map(config, "labels")) c.labels[k] = v;
+  if (const json::object* user = object(config, "user")) {
+    // User(uid, gid): "UID" takes the group of the image's passwd entry, as
+    // Kurtosis leaves it to the container engine.
+    c.user = std::to_string(integer(*user, "uid"));
+    if (const json::value* gid = user->if_contains("gid"); gid && !gid->is_null())
+      c.user += ":" + std::to_string(integer(*user, "gid"));
+  }
   c.labels[kLabelStarlark] = "true";
   if (!protocols.empty()) c.labels[kLabelAppProtocols] = protocols;
   if (const std::string sub = subnetwork(config); !sub.empty()) c.labels[kLabelSubnetwork] = sub;

@@ -205,9 +205,6 @@ class Validator {
         for (const auto& a : names) need_artifact(i, a);
       }
     }
-    if (const json::value* u = config->if_contains("user"); u && !u->is_null()) {
-      problem(i, "ServiceConfig.user is not supported yet: set the user in the image or the command");
-    }
     if (const json::object* pp = object(*config, "public_ports"); pp && !pp->empty()) {
       problem(i,
               "ServiceConfig.public_ports is not supported: every port is published on 127.0.0.1 at a free "

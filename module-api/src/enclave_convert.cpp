@@ -109,6 +109,7 @@ void to_proto(const ServiceConfig& in, enclave_api::AddServiceArgs* out) {
   out->set_cpus(in.cpus);
   out->set_memory_bytes(in.memory_bytes);
   for (const auto& [k, v] : in.labels) (*out->mutable_labels())[k] = v;
+  out->set_user(in.user);
 }
 
 ServiceConfig from_proto(const enclave_api::AddServiceArgs& in) {
@@ -123,6 +124,7 @@ ServiceConfig from_proto(const enclave_api::AddServiceArgs& in) {
   c.cpus = in.cpus();
   c.memory_bytes = in.memory_bytes();
   for (const auto& [k, v] : in.labels()) c.labels[k] = v;
+  c.user = in.user();
   return c;
 }
 

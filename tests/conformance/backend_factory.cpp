@@ -265,8 +265,8 @@ Status ensure_test_image(backend::Backend& b) {
   layer.add_directory("www");
   layer.add_file("www/index.html", kTestIndexBody);
   layer.add_directory("etc");
-  layer.add_file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
-  layer.add_file("etc/group", "root:x:0:\n");
+  layer.add_file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1234:5678:app:/tmp:/bin/sh\n");
+  layer.add_file("etc/group", "root:x:0:\nstaff:x:5678:\naudio:x:4321:\n");
   layer.add_directory("tmp", 01777);
   layer.add_directory("root", 0700);
 

@@ -334,6 +334,46 @@ TEST_P(BackendConformance, ExecExitCodesAndOutput) {
   ASSERT_OK(b_->remove_enclave(e.id, true));
 }
 
+TEST_P(BackendConformance, ServicesRunAsTheirConfiguredUser) {
+  EnclaveInfo e = enclave("user");
+  // The service's own process and every exec run as the configured user;
+  // names come from the image's /etc/passwd and /etc/group.
+  ServiceConfig numeric = idle_service("numeric");
+  numeric.user = "2000:3000";
+  add(e, numeric);
+  EXPECT_EQ(run(e, "numeric", {"sh", "-c", "id -u; id -g"}).output, "2000\n3000\n");
+  // The sleeping process itself, read from /proc: its real and effective ids.
+  const std::string proc = run(e, "numeric",
+                               {"sh", "-c",
+                                "for p in /proc/[0-9]*; do if [ \"$(cat $p/comm)\" = sleep ]; then "
+                                "cat $p/status; fi; done"})
+                               .output;
+  EXPECT_NE(proc.find("Uid:\t2000\t2000"), std::string::npos) << proc;
+  EXPECT_NE(proc.find("Gid:\t3000\t3000"), std::string::npos) << proc;
+
+  ServiceConfig named = idle_service("named");
+  named.user = "app";  // 1234, its passwd group 5678
+  add(e, named);
+  EXPECT_EQ(run(e, "named", {"sh", "-c", "id -u; id -g"}).output, "1234\n5678\n");
+  ServiceConfig grouped = idle_service("grouped");
+  grouped.user = "app:audio";
+  add(e, grouped);
+  EXPECT_EQ(run(e, "grouped", {"sh", "-c", "id -u; id -g"}).output, "1234\n4321\n");
+
+  // A user the image does not have, and a malformed one: refused, nothing
+  // left of the service.
+  ServiceConfig ghost = idle_service("ghost");
+  ghost.user = "nosuchuser";
+  EXPECT_FALSE(b_->add_service(e.id, ghost).ok());
+  ghost.user = "a:b:c";
+  EXPECT_CODE(b_->add_service(e.id, ghost), invalid_argument);
+  auto list = b_->list_services(e.id);
+  ASSERT_OK(list);
+  EXPECT_EQ(list->size(), 3u);
+  EXPECT_CODE(b_->inspect_service(e.id, "ghost"), not_found);
+  ASSERT_OK(b_->remove_enclave(e.id, true));
+}
+
 TEST_P(BackendConformance, Logs) {
   EnclaveInfo e = enclave("logs");
   ServiceConfig c = idle_service("talker");

@@ -71,6 +71,14 @@ TEST_F(CliDocker, ServicesPortsExecLogsAndLifecycle) {
   EXPECT_NE(get.out.find("ok"), std::string::npos);
   // exec passes on the command's exit code.
   EXPECT_EQ(mh({"service", "exec", "svc", "probe", "--", "sh", "-c", "exit 3"}).exit_code, 3);
+  // --user: the service and its execs run as that user.
+  ASSERT_EQ(mh({"service", "add", "svc", "nobody", kBusybox, "--user", "4000:4001", "--", "sleep", "3600"})
+                .exit_code,
+            0);
+  EXPECT_EQ(mh({"service", "exec", "svc", "nobody", "--", "sh", "-c", "echo $(id -u):$(id -g)"}).out,
+            "4000:4001\n");
+  expect_error(mh({"service", "add", "svc", "bad", kBusybox, "--user", "a:b:c"}), 3, "bad user");
+  EXPECT_EQ(mh({"service", "rm", "svc", "nobody"}).exit_code, 0);
 
   auto logs = mh({"service", "logs", "svc", "db"});
   EXPECT_EQ(logs.exit_code, 0);

@@ -176,8 +176,10 @@ TEST_F(Starlark, AddServicesStartsThemAllAndTasksStoreFiles) {
   for (const auto& f : files) names.insert(std::string(f.at("name").as_string()));
   EXPECT_TRUE(names.count("built") && names.count("copied")) << json::serialize(files);
   EXPECT_EQ(status_of("tasks", "reader"), "running");
+  // ServiceConfig(user = User(uid, gid)): the service's processes run as it.
+  EXPECT_EQ(tasks.at("output").at("ids").as_string(), "1500:1600\n");
   // The task's own container is gone.
-  EXPECT_EQ(service_count("tasks"), 1u);
+  EXPECT_EQ(service_count("tasks"), 2u);
 }
 
 TEST_F(Starlark, DryRunValidatesAndChangesNothing) {

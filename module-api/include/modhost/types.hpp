@@ -54,6 +54,9 @@ struct ServiceConfig {
   std::string network_of;
   // Linux capabilities beyond the engine's defaults, e.g. "NET_ADMIN".
   std::vector<std::string> cap_add;
+  // The user the service runs as: "UID", "UID:GID", "NAME" or "NAME:GROUP"
+  // (names from the image's /etc/passwd and /etc/group); empty = the image's.
+  std::string user;
 };
 
 enum class ServiceStatus { created, running, paused, stopped, exited, unknown };
