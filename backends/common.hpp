@@ -43,6 +43,17 @@ inline bool valid_user(std::string_view s) {
   return part(s.substr(0, colon)) && part(s.substr(colon + 1));
 }
 
+// The end of a program's output as one line, for an error: at most the last
+// 2,000 bytes, trailing newlines dropped, lines joined by " | ".
+inline std::string output_as_one_line(std::string out) {
+  if (out.size() > 2000) out = out.substr(out.size() - 2000);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  if (out.empty()) return "(no output)";
+  for (std::size_t p = out.find('\n'); p != std::string::npos; p = out.find('\n', p))
+    out.replace(p, 1, " | ");
+  return out;
+}
+
 // `chars` random lowercase hex digits.
 inline std::string random_hex(std::size_t chars) {
   static constexpr char kHex[] = "0123456789abcdef";

@@ -180,9 +180,10 @@ Status wait_until_ready(const std::string& ctx, const ReadinessCheck& check, con
     // A service that ended will never become ready.
     MODHOST_ASSIGN_OR_RETURN(ServiceInfo now, probes.current());
     if (now.status == ServiceStatus::exited) {
-      return Error(ErrorCode::failed_precondition, ctx + " exited with code " +
-                                                       std::to_string(now.exit_code.value_or(-1)) +
-                                                       " while waiting for it to be ready");
+      return Error(ErrorCode::failed_precondition,
+                   ctx + " exited with code " + std::to_string(now.exit_code.value_or(-1)) +
+                       " while waiting for it to be ready" +
+                       (probes.last_output ? "; its last output: " + probes.last_output() : std::string()));
     }
     // The engine picks a new host port when the service restarts.
     for (const auto& p : now.ports) {

@@ -29,6 +29,9 @@ struct ReadinessProbes {
       exec;
   // Debug lines (optional).
   std::function<void(const std::string&)> log;
+  // The end of the service's output as one line, for the error when it
+  // exits while waited for (optional).
+  std::function<std::string()> last_output;
 };
 
 // `ctx` names the service in errors; `info` is the service when the wait begins.

@@ -448,6 +448,12 @@ Result<std::string> DockerBackend::Impl::log_tail(const std::string& container_i
   return out;
 }
 
+std::string DockerBackend::Impl::last_output(const std::string& container_id) const {
+  auto tail = log_tail(container_id, 20);
+  if (!tail.ok()) return "(cannot read its logs: " + tail.error().message() + ")";
+  return backend::output_as_one_line(std::move(tail.value()));
+}
+
 Result<ExecResult> DockerBackend::Impl::run_exec(const ServiceRef& s, const std::vector<std::string>& argv,
                                                  std::optional<milliseconds> timeout) const {
   const std::string ctx =
@@ -859,14 +865,9 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
     const std::string status = state != nullptr ? docker::str_at(*state, "Status") : std::string();
     if (status != "running") {
       const auto code = state != nullptr ? docker::int_at(*state, "ExitCode") : -1;
-      auto tail = impl_->log_tail(id, 20);
-      std::string out = tail.ok() ? tail.value() : "(cannot read its logs: " + tail.error().message() + ")";
-      while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-      if (out.empty()) out = "(no output)";
-      // One line, as every error: the output's lines joined by " | ".
-      for (size_t p = out.find('\n'); p != std::string::npos; p = out.find('\n', p)) out.replace(p, 1, " | ");
       return Error(ErrorCode::failed_precondition, ctx + ": it exited at once with code " +
-                                                       std::to_string(code) + "; its last output: " + out);
+                                                       std::to_string(code) +
+                                                       "; its last output: " + impl_->last_output(id));
     }
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) break;
@@ -1084,6 +1085,7 @@ Status DockerBackend::wait_ready(std::string_view enclave_id, std::string_view n
     return impl_->run_exec(s, argv, timeout);
   };
   probes.log = [&](const std::string& line) { impl_->log->debug("{}", line); };
+  probes.last_output = [&] { return impl_->last_output(s.container_id); };
   return wait_until_ready(ctx, check, impl_->service_info(s.inspect, s.enclave), probes);
 }
 

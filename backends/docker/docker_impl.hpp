@@ -128,6 +128,8 @@ struct DockerBackend::Impl {
   ServiceInfo service_info(const docker::json::value& inspect, const docker::Enclave& e) const;
   Status remove_container(const std::string& id) const;
   Result<std::string> log_tail(const std::string& container_id, int lines) const;
+  // Its last 20 lines as one line, for an error.
+  std::string last_output(const std::string& container_id) const;
   Result<ExecResult> run_exec(const docker::ServiceRef& s, const std::vector<std::string>& argv,
                               std::optional<std::chrono::milliseconds> timeout) const;
   Status simple_action(std::string_view enclave_id, std::string_view name, std::string_view verb,

@@ -296,13 +296,7 @@ Result<std::pair<unsigned, unsigned>> resolve_user(const std::string& rootfs, co
 
 // A tail of a log file as one line: the error of a service that exited at once.
 std::string last_words(const std::string& log_path) {
-  std::string out = read_file(log_path);
-  if (out.size() > 2000) out = out.substr(out.size() - 2000);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  if (out.empty()) return "(no output)";
-  for (std::size_t p = out.find('\n'); p != std::string::npos; p = out.find('\n', p))
-    out.replace(p, 1, " | ");
-  return out;
+  return backend::output_as_one_line(read_file(log_path));
 }
 
 // argv as execve takes it (pointing into `argv`).
@@ -1651,6 +1645,7 @@ Status NativeBackend::wait_ready(std::string_view enclave_id, std::string_view n
   probes.exec = [&](const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
     return exec_with_timeout(e.id, name, argv, timeout);
   };
+  probes.last_output = [&] { return last_words(impl_->service_dir(e.id, name) + "/log"); };
   return wait_until_ready(ctx, check, impl_->service_info(e.id, name), probes);
 }
 

@@ -29,7 +29,11 @@ struct NativeOptions {
   // else the directory of the running executable.
   std::string helper_dir;
   // How long a new service must stay up for add_service to call it started.
-  std::chrono::milliseconds startup_check{25};
+  // 0 (the default): started is when the program's execve succeeded (modhost-
+  // init reports it through a close-on-exec pipe, as runc does), and a program
+  // that cannot be run fails the add with its error. Later exits end any
+  // readiness wait at once, with the service's output.
+  std::chrono::milliseconds startup_check{0};
 };
 
 class NativeBackend final : public Backend {

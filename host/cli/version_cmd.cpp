@@ -1,6 +1,7 @@
 // `modhost version`.
 #include <boost/json.hpp>
 #include <cstdio>
+#include <string>
 
 #include "cli/cli.hpp"
 #include "engine/handshake.hpp"
@@ -11,8 +12,20 @@
 #endif
 
 namespace modhost::cli {
+namespace {
+
+std::string version_line() {
+  char line[96];
+  std::snprintf(line, sizeof line, "modhost %s (module ABI %u, handshake %d)", MODHOST_VERSION, kAbiVersion,
+                engine::kHandshakeCoreVersion);
+  return line;
+}
+
+}  // namespace
 
 void add_version_command(CLI::App& app, GlobalOptions& g) {
+  // `modhost --version` / `-V`: the same line, without a subcommand.
+  app.set_version_flag("-V,--version", version_line);
   CLI::App* version = app.add_subcommand("version", "Print the versions of modhost and its module ABI");
   version->callback([&g] {
     if (g.json()) {
@@ -20,8 +33,7 @@ void add_version_command(CLI::App& app, GlobalOptions& g) {
                                      {"moduleAbiVersion", kAbiVersion},
                                      {"handshakeCoreVersion", engine::kHandshakeCoreVersion}});
     } else {
-      std::printf("modhost %s (module ABI %u, handshake %d)\n", MODHOST_VERSION, kAbiVersion,
-                  engine::kHandshakeCoreVersion);
+      std::printf("%s\n", version_line().c_str());
     }
     g_exit_code = kExitOk;
   });

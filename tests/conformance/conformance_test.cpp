@@ -647,15 +647,46 @@ TEST_P(BackendConformance, BadInputIsRefusedClearly) {
             std::string::npos)
       << r.error().message();
 
+  // A program that cannot be run, and one that runs and exits at once: the
+  // add either sees it (and fails with the reason, leaving nothing) or
+  // returns, and then a readiness wait ends with its exit code and output
+  // instead of running out of retries. (Native always sees the first: its
+  // init reports a failed execve. Docker's init, like `docker run --init`,
+  // starts and then exits 127.)
+  auto fails_early = [&](const ServiceConfig& c, int code, const std::string& marker) {
+    SCOPED_TRACE(c.name);
+    auto added = b_->add_service(e.id, c);
+    if (!added.ok()) {
+      EXPECT_NE(added.error().message().find(marker), std::string::npos) << added.error().message();
+      EXPECT_NE(added.error().message().find("failed to start service '" + c.name + "'"), std::string::npos)
+          << added.error().message();
+      EXPECT_CODE(b_->inspect_service(e.id, c.name), not_found);
+      return;
+    }
+    ReadinessCheck never;
+    never.kind = ReadinessCheck::Kind::exec;
+    never.command = {"false"};
+    never.retries = 600;
+    never.interval = 50ms;
+    Status waited = b_->wait_ready(e.id, c.name, never);
+    ASSERT_FALSE(waited.ok());
+    EXPECT_EQ(waited.error().code(), ErrorCode::failed_precondition) << waited.error().message();
+    EXPECT_NE(waited.error().message().find("exited with code " + std::to_string(code)), std::string::npos)
+        << waited.error().message();
+    EXPECT_NE(waited.error().message().find(marker), std::string::npos) << waited.error().message();
+    ASSERT_OK(b_->remove_service(e.id, c.name));
+  };
+  ServiceConfig missing = idle_service("missing");
+  missing.entrypoint = {"/no/such/program"};
+  missing.cmd = {};
+  fails_early(missing, 127, "/no/such/program");
+  if (GetParam() == "native") {
+    EXPECT_FALSE(b_->add_service(e.id, missing).ok()) << "native reports a failed execve at once";
+  }
   ServiceConfig dies = idle_service("dies");
   dies.entrypoint = {"/bin/sh"};
   dies.cmd = {"-c", "echo fatal-config-error-marker; exit 3"};
-  r = b_->add_service(e.id, dies);
-  ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message().find("fatal-config-error-marker"), std::string::npos) << r.error().message();
-  EXPECT_NE(r.error().message().find("failed to start service 'dies'"), std::string::npos)
-      << r.error().message();
-  EXPECT_CODE(b_->inspect_service(e.id, "dies"), not_found);
+  fails_early(dies, 3, "fatal-config-error-marker");
   auto services = b_->list_services(e.id);
   ASSERT_OK(services);
   EXPECT_EQ(services->size(), 1u) << "a failed start leaves nothing behind";

@@ -185,10 +185,17 @@ TEST_F(CliDocker, BadInputIsOneLineAndLeavesNothing) {
   expect_error(mh({"service", "inspect", "bad", "ghost"}), 4, "ghost");
   ASSERT_EQ(mh({"service", "add", "bad", "dup", kBusybox, "--", "sleep", "3600"}).exit_code, 0);
   expect_error(mh({"service", "add", "bad", "dup", kBusybox, "--", "sleep", "3600"}), 5, "dup");
-  // A container that exits at once: its own output is in the error.
-  auto quits =
-      mh({"service", "add", "bad", "quits", kBusybox, "--", "sh", "-c", "echo config-missing; exit 1"});
-  EXPECT_NE(quits.exit_code, 0);
+  // A command that cannot be run, and a container that exits at once: the
+  // add fails, at once or in its readiness wait, with the reason (the exit
+  // code and the container's own output), and nothing is left.
+  auto nocmd = mh({"service", "add", "bad", "nocmd", kBusybox, "--ports", "http=8080", "--wait", "tcp:http",
+                   "--entrypoint", "/no/such/program"});
+  EXPECT_EQ(nocmd.exit_code, 5) << nocmd.err;
+  EXPECT_NE(nocmd.err.find("/no/such/program"), std::string::npos) << nocmd.err;
+  auto quits = mh({"service", "add", "bad", "quits", kBusybox, "--ports", "http=8080", "--wait", "tcp:http",
+                   "--", "sh", "-c", "echo config-missing; exit 1"});
+  EXPECT_EQ(quits.exit_code, 5) << quits.err;
+  EXPECT_NE(quits.err.find("with code 1"), std::string::npos) << quits.err;
   EXPECT_NE(quits.err.find("config-missing"), std::string::npos) << quits.err;
   // A readiness wait that never succeeds: timeout, and the service is removed.
   auto never = mh({"service", "add", "bad", "never", kBusybox, "--ports", "http=8080", "--wait", "tcp:http",
@@ -198,6 +205,7 @@ TEST_F(CliDocker, BadInputIsOneLineAndLeavesNothing) {
   for (const auto& s : names.at("services").as_array()) {
     EXPECT_NE(s.at("name").as_string(), "quits");
     EXPECT_NE(s.at("name").as_string(), "never");
+    EXPECT_NE(s.at("name").as_string(), "nocmd");
   }
   expect_error(mh({"--docker-host", "unix:///nonexistent/docker.sock", "enclave", "ls"}), 6, "dockerd");
 }

@@ -132,6 +132,15 @@ TEST(Cli, VersionPrintsAbi) {
   auto r = modhost_cmd({"version", "-o", "json"});
   ASSERT_EQ(r.exit_code, 0);
   EXPECT_EQ(boost::json::parse(r.out).at("moduleAbiVersion").as_int64(), 1);
+  // --version and -V print the same line as `modhost version`, with no subcommand.
+  auto text = modhost_cmd({"version"});
+  ASSERT_EQ(text.exit_code, 0);
+  EXPECT_TRUE(text.out.starts_with("modhost ")) << text.out;
+  for (const char* flag : {"--version", "-V"}) {
+    auto v = modhost_cmd({flag});
+    EXPECT_EQ(v.exit_code, 0) << flag << ": " << v.err;
+    EXPECT_EQ(v.out, text.out) << flag;
+  }
 }
 
 // The runner dies with its host, and the next host removes what it left.
