@@ -38,6 +38,7 @@
 #include "backends/native/netlink.hpp"
 #include "backends/native/records.hpp"
 #include "backends/net.hpp"
+#include "backends/proc_stat.hpp"
 #include "backends/readiness.hpp"
 
 namespace modhost::backend {
@@ -82,17 +83,7 @@ std::int64_t now_ns() {
 
 // A process's start time (field 22 of /proc/PID/stat): tells a live process
 // from a later one that got the same pid.
-std::string process_start(int pid) {
-  const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) return {};
-  std::istringstream in(stat.substr(close + 2));
-  std::string field;
-  for (int i = 3; i <= 22 && in >> field; ++i) {
-    if (i == 22) return field;
-  }
-  return {};
-}
+std::string process_start(int pid) { return backend::process_start_time(pid); }
 
 // Running: the process exists, is the one that started then, and is not a
 // zombie waiting for its parent (a PID 1 that has ended but is not reaped).
@@ -1320,7 +1311,13 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
                      {"state", "creating"}};
   MODHOST_TRY(write_file_atomic(dir + "/service.json", json::serialize(state)));
 
-  // 1. The rootfs: the image's layers under a writable layer of its own, or,
+  // 1. Its cgroup.
+  native::CgroupLimits limits;
+  limits.memory_bytes = config.memory_bytes;
+  limits.cpus = config.cpus;
+  MODHOST_TRY(impl_->cgroups.create(impl_->cgroup_of(id), limits));
+
+  // 2. The rootfs: the image's layers under a writable layer of its own, or,
   //    where overlayfs is missing, a copy of them applied in order.
   const auto layers = store->layer_dirs(*image);
   if (impl_->overlay) {
@@ -1337,17 +1334,12 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
       }
     }
   }
-  // 2. Its user (the config's, else the image's), from the image's own files.
+  // 3. Its user (the config's, else the image's), from the image's own files.
   MODHOST_ASSIGN_OR_RETURN(auto ids,
                            resolve_user(dir + "/rootfs", config.user.empty() ? image->user : config.user));
   state["uid"] = ids.first;
   state["gid"] = ids.second;
   MODHOST_TRY(write_file_atomic(dir + "/service.json", json::serialize(state)));
-  // 3. Its cgroup.
-  native::CgroupLimits limits;
-  limits.memory_bytes = config.memory_bytes;
-  limits.cpus = config.cpus;
-  MODHOST_TRY(impl_->cgroups.create(impl_->cgroup_of(id), limits));
   // 4. Its name in the enclave, then the container.
   impl_->write_hosts(e.id);
   impl_->event(e.id, config.kind, config.name, "create");

@@ -22,6 +22,7 @@
 
 #include "backends/image/image.hpp"
 #include "backends/net.hpp"
+#include "backends/proc_stat.hpp"
 #include "engine/logging.hpp"
 #include "engine/module_manager.hpp"
 #include "engine/netns.hpp"
@@ -182,7 +183,22 @@ struct NetworkControl::Impl {
       }
       out.push_back(Target{s.name, s.ip, 0, ""});
     }
+    // A pid seen before for the same container, still its process (same
+    // start time), costs a /proc read; the others are asked of the backend.
+    std::map<std::string, KnownPid> known = read_pids(enclave.id), seen;
+    std::vector<std::string> ids(out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      for (const ServiceInfo& s : services) {
+        if (s.name == out[i].service) ids[i] = s.id;
+      }
+      auto k = known.find(out[i].service);
+      if (k != known.end() && !ids[i].empty() && k->second.id == ids[i] && k->second.pid > 0 &&
+          backend::process_start_time(k->second.pid) == k->second.start) {
+        out[i].pid = k->second.pid;
+      }
+    }
     MODHOST_TRY(parallel(out.size(), [&](std::size_t i) -> Status {
+      if (out[i].pid != 0) return ok_status();
       MODHOST_ASSIGN_OR_RETURN(std::optional<int> pid,
                                backend.network_namespace_pid(enclave.id, out[i].service));
       if (pid) {
@@ -192,6 +208,11 @@ struct NetworkControl::Impl {
       }
       return ok_status();
     }));
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      if (out[i].pid > 0 && !ids[i].empty())
+        seen[out[i].service] = KnownPid{ids[i], out[i].pid, backend::process_start_time(out[i].pid)};
+    }
+    if (seen != known) write_pids(enclave.id, seen);
     if (!out.empty() && !out[0].helper.empty()) {
       if (ensure_helpers) {
         MODHOST_TRY(start_helpers(enclave.id, out));
@@ -330,6 +351,42 @@ struct NetworkControl::Impl {
       if (!s.ok()) return s;
     }
     return ok_status();
+  }
+
+  // --- Where each namespace is ---
+  // The namespace pid of each service at the last look, with the service's
+  // container id and the pid's start time: a restarted service has a new
+  // pid, and its old pid, if reused, another start time.
+  struct KnownPid {
+    std::string id;
+    int pid = 0;
+    std::string start;
+    bool operator==(const KnownPid&) const = default;
+  };
+
+  std::map<std::string, KnownPid> read_pids(const std::string& enclave_id) const {
+    std::map<std::string, KnownPid> out;
+    try {
+      json::value v = json::parse(read_file(dir(enclave_id) / "pids.json"));
+      for (const auto& [name, p] : v.as_object()) {
+        out[std::string(name)] = KnownPid{std::string(p.at("id").as_string()),
+                                          static_cast<int>(p.at("pid").to_number<std::int64_t>()),
+                                          std::string(p.at("start").as_string())};
+      }
+    } catch (const std::exception&) {
+      out.clear();
+    }
+    return out;
+  }
+
+  // Best effort: without it the next look asks the backend again.
+  void write_pids(const std::string& enclave_id, const std::map<std::string, KnownPid>& pids) const {
+    json::object o;
+    for (const auto& [name, p] : pids)
+      o[name] = json::object{{"id", p.id}, {"pid", p.pid}, {"start", p.start}};
+    std::error_code ec;
+    fs::create_directories(dir(enclave_id), ec);
+    (void)write_file(dir(enclave_id) / "pids.json", json::serialize(o));
   }
 
   // --- What each namespace holds ---

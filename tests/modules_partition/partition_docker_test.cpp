@@ -180,6 +180,30 @@ TEST_F(PartitionDocker, BlockedStopsTrafficBetweenPartitionsNotWithinAndHealRest
   for (const char* s : {"a1", "a2", "b1"}) EXPECT_EQ(our_rules(s), "") << s;
 }
 
+// The engine remembers each service's namespace by its pid (and the pid's
+// start time) between applies: a restarted service has a new namespace, and
+// the next apply must find it rather than the old one.
+TEST_F(PartitionDocker, AServiceRestartedBetweenAppliesIsPartitionedAgain) {
+  make_enclave("restarted", {"a1", "b1"});
+  const std::string blocked = R"({"partitions":{"a":["a1"],"b":["b1"]},
+                                  "connections":[{"between":["a","b"],"blocked":true}]})";
+  ASSERT_EQ(partition(blocked).at("events").at(0).at("event"), "applied");
+  ASSERT_FALSE(connects("a1", "b1"));
+  const std::string old_pid = pid_of("b1");
+  ASSERT_EQ(mh({"service", "restart", enclave_, "b1"}).exit_code, 0);
+  const std::string new_pid = pid_of("b1");
+  ASSERT_NE(new_pid, old_pid);
+  auto info = mh_json({"service", "inspect", enclave_, "b1"});
+  ips_["b1"] = std::string(info.at("ip").as_string());
+  ASSERT_TRUE(modhost::backend::ip_in_subnet(ips_["b1"], subnet_)) << ips_["b1"];
+  EXPECT_EQ(our_rules("b1"), "") << "a fresh namespace holds nothing of ours";
+
+  ASSERT_EQ(partition(blocked).at("events").at(0).at("event"), "applied");
+  EXPECT_NE(our_rules("b1").find("-j DROP"), std::string::npos) << our_rules("b1");
+  EXPECT_FALSE(connects("b1", "a1"));
+  EXPECT_FALSE(connects("a1", "b1"));
+}
+
 TEST_F(PartitionDocker, DelayRaisesTheRoundTripAndLossDropsAboutThatShare) {
   make_enclave("degraded", {"a1", "b1"});
   const double base = median(ping("a1", "b1", 10, "0.2").rtt_ms);
