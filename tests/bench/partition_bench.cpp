@@ -86,8 +86,8 @@ int main(int argc, char** argv) {
 
   std::printf(
       "| services | apply (blocked, 2 groups) | heal | update one pair's loss | update one pair's delay | "
-      "one iptables-restore |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|\n");
+      "one iptables-restore | update / restore |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int n : sizes) {
     auto enclave = must(backend->create_enclave("partition-bench-" + std::to_string(n)), "create enclave");
     std::vector<modhost::ServiceConfig> configs;
@@ -152,8 +152,9 @@ int main(int argc, char** argv) {
                                        "*filter\n-X MODHOST-BENCH\nCOMMIT\n"),
          "restore");
 
-    std::printf("| %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms |\n", n, median(apply), median(heal),
-                median(update), median(reshape), median(restore));
+    std::printf("| %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.2fx |\n", n, median(apply),
+                median(heal), median(update), median(reshape), median(restore),
+                median(update) / median(restore));
     std::fflush(stdout);
     if (auto s = backend->remove_enclave(enclave.id, true); !s.ok()) {
       std::fprintf(stderr, "remove enclave: %s\n", s.error().message().c_str());
