@@ -653,6 +653,11 @@ Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_
   fs::create_directories(d, ec);
   if (ec) return Error(ErrorCode::failed_precondition, "cannot create " + d.string() + ": " + ec.message());
   ::chmod(d.c_str(), 0700);
+  // A run that holds the partition for a while says so before it changes
+  // anything: if it dies part way, `clean` finds its lease and heals what it
+  // had applied (written after the rules, a SIGKILL between the two left
+  // rules that nothing claimed).
+  if (plan.temporary) MODHOST_TRY(write_file(d / "lease", std::to_string(::getpid())));
 
   // The shaper takes its queues before any rule sends packets to them.
   const bool remote = !ts.empty() && !ts[0].helper.empty();
@@ -688,11 +693,7 @@ Result<PartitionApplied> NetworkControl::repartition(const std::string& enclave_
   impl_->record_event(
       enclave_id, "partition applied",
       std::to_string(applied.rules) + " rules over " + std::to_string(ts.size()) + " services");
-  if (plan.temporary) {
-    MODHOST_TRY(write_file(d / "lease", std::to_string(::getpid())));
-  } else {
-    fs::remove(d / "lease", ec);
-  }
+  if (!plan.temporary) fs::remove(d / "lease", ec);
   return applied;
 }
 
