@@ -137,6 +137,19 @@ Result<std::pair<int, std::string>> loopback_http_get(std::uint16_t port, const 
   return loopback_http_request(port, r, timeout);
 }
 
+namespace {
+
+// A service that ended will never become ready: say how it ended and what it
+// printed last.
+Error exited(const std::string& ctx, const ServiceInfo& info, const ReadinessProbes& probes) {
+  return Error(ErrorCode::failed_precondition,
+               ctx + " exited with code " + std::to_string(info.exit_code.value_or(-1)) +
+                   " while waiting for it to be ready" +
+                   (probes.last_output ? "; its last output: " + probes.last_output() : std::string()));
+}
+
+}  // namespace
+
 Status wait_until_ready(const std::string& ctx, const ReadinessCheck& check, const ServiceInfo& info,
                         const ReadinessProbes& probes) {
   std::uint16_t host_port = 0;
@@ -161,6 +174,7 @@ Status wait_until_ready(const std::string& ctx, const ReadinessCheck& check, con
     }
     what = std::string(check.kind == ReadinessCheck::Kind::http ? "http" : "tcp") + " probe of port " +
            std::to_string(chosen->port.number) + "/" + chosen->port.protocol;
+    if (chosen->host_port == 0 && info.status == ServiceStatus::exited) return exited(ctx, info, probes);
     if (chosen->host_port == 0 && info.status != ServiceStatus::running) {
       return Error(ErrorCode::failed_precondition, ctx + " is not running");
     }
@@ -179,12 +193,7 @@ Status wait_until_ready(const std::string& ctx, const ReadinessCheck& check, con
     if (attempt > 1) std::this_thread::sleep_for(check.interval);
     // A service that ended will never become ready.
     MODHOST_ASSIGN_OR_RETURN(ServiceInfo now, probes.current());
-    if (now.status == ServiceStatus::exited) {
-      return Error(ErrorCode::failed_precondition,
-                   ctx + " exited with code " + std::to_string(now.exit_code.value_or(-1)) +
-                       " while waiting for it to be ready" +
-                       (probes.last_output ? "; its last output: " + probes.last_output() : std::string()));
-    }
+    if (now.status == ServiceStatus::exited) return exited(ctx, now, probes);
     // The engine picks a new host port when the service restarts.
     for (const auto& p : now.ports) {
       if (host_port != 0 && p.port.number == probed.number && p.port.protocol == probed.protocol &&
