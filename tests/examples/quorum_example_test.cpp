@@ -6,6 +6,7 @@
 // observes. The client runs inside the enclave (a busybox service), so the
 // partitions between services apply to it.
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,17 @@ const std::vector<std::string> kReplicas = {"r1", "r2", "r3"};
 
 class QuorumWrite : public modhost::testing::EnclaveTest {
  protected:
+  // The images the build packed, loaded once for the suite into the engine
+  // the environment names (a fresh engine has none of them). Where no
+  // backend answers the load fails and every test skips in SetUp.
+  static void SetUpTestSuite() {
+    for (const char* archive : {"modhost-busybox.tar", "modhost-datastore.tar"}) {
+      const std::string command = std::string("'") + MODHOST_BIN_DIR + "/modhost' image load '" +
+                                  MODHOST_IMAGE_DIR + "/" + archive + "' >/dev/null 2>&1";
+      (void)std::system(command.c_str());
+    }
+  }
+
   void SetUp() override {
     EnclaveTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
@@ -27,7 +39,8 @@ class QuorumWrite : public modhost::testing::EnclaveTest {
       c.name = r;
       c.image = "modhost/datastore:0.1.0";
       c.ports = {{"http", 1323, "tcp"}};
-      ASSERT_TRUE(enclave().add_service(c).ok());
+      auto added = enclave().add_service(c);
+      ASSERT_TRUE(added.ok()) << r << ": " << added.error().message();
     }
     modhost::ServiceConfig client;
     client.name = "client";
