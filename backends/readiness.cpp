@@ -60,6 +60,15 @@ class LoopbackConnection {
   std::string where_;
 };
 
+// A service that ended will never become ready: say how it ended and what it
+// printed last.
+Error exited(const std::string& ctx, const ServiceInfo& info, const ReadinessProbes& probes) {
+  return Error(ErrorCode::failed_precondition,
+               ctx + " exited with code " + std::to_string(info.exit_code.value_or(-1)) +
+                   " while waiting for it to be ready" +
+                   (probes.last_output ? "; its last output: " + probes.last_output() : std::string()));
+}
+
 }  // namespace
 
 Status loopback_tcp_probe(std::uint16_t port, milliseconds timeout) {
@@ -136,19 +145,6 @@ Result<std::pair<int, std::string>> loopback_http_get(std::uint16_t port, const 
   r.max_response_bytes = 1u << 20;
   return loopback_http_request(port, r, timeout);
 }
-
-namespace {
-
-// A service that ended will never become ready: say how it ended and what it
-// printed last.
-Error exited(const std::string& ctx, const ServiceInfo& info, const ReadinessProbes& probes) {
-  return Error(ErrorCode::failed_precondition,
-               ctx + " exited with code " + std::to_string(info.exit_code.value_or(-1)) +
-                   " while waiting for it to be ready" +
-                   (probes.last_output ? "; its last output: " + probes.last_output() : std::string()));
-}
-
-}  // namespace
 
 Status wait_until_ready(const std::string& ctx, const ReadinessCheck& check, const ServiceInfo& info,
                         const ReadinessProbes& probes) {

@@ -6,11 +6,11 @@
 // observes. The client runs inside the enclave (a busybox service), so the
 // partitions between services apply to it.
 #include <chrono>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "modhost/testing.hpp"
+#include "support/packed_images.hpp"
 
 using namespace std::chrono_literals;
 
@@ -24,11 +24,7 @@ class QuorumWrite : public modhost::testing::EnclaveTest {
   // the environment names (a fresh engine has none of them). Where no
   // backend answers the load fails and every test skips in SetUp.
   static void SetUpTestSuite() {
-    for (const char* archive : {"modhost-busybox.tar", "modhost-datastore.tar"}) {
-      const std::string command = std::string("'") + MODHOST_BIN_DIR + "/modhost' image load '" +
-                                  MODHOST_IMAGE_DIR + "/" + archive + "' >/dev/null 2>&1";
-      (void)std::system(command.c_str());
-    }
+    (void)modhost::test::load_packed_images({"modhost-busybox.tar", "modhost-datastore.tar"});
   }
 
   void SetUp() override {

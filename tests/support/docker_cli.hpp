@@ -17,11 +17,11 @@
 #include <vector>
 
 #include "support/native_leftovers.hpp"
+#include "support/packed_images.hpp"
 #include "support/process_util.hpp"
 
 namespace modhost::test {
 
-inline const std::string kModhostCli = std::string(MODHOST_BIN_DIR) + "/modhost";
 inline const std::string kDockerCli = "/usr/bin/docker";
 inline const std::string kBusyboxImage = "modhost/busybox:1";
 
@@ -71,12 +71,9 @@ class DockerCliTest : public ::testing::Test {
   // Loads image archives the build packed (build/images/NAME) once per suite.
   static void load_images(std::initializer_list<const char*> archives) {
     if (native_backend() ? ::geteuid() != 0 : !docker_answers()) return;
-    for (const char* archive : archives) {
-      // Every modhost the suite runs takes the backend from the environment.
-      if (native_backend()) ::setenv("MODHOST_BACKEND", "native", 1);
-      auto r = run_command({kModhostCli, "image", "load", std::string(MODHOST_IMAGE_DIR) + "/" + archive});
-      ASSERT_EQ(r.exit_code, 0) << archive << ": " << r.err;
-    }
+    // Every modhost the suite runs takes the backend from the environment.
+    if (native_backend()) ::setenv("MODHOST_BACKEND", "native", 1);
+    if (auto failed = load_packed_images(archives)) FAIL() << *failed;
   }
 
   void SetUp() override {
