@@ -174,7 +174,8 @@ TEST_F(ImageStoreTest, WhatImagePackWritesLoads) {
   auto found = store_->find("modhost/busybox:1");
   ASSERT_TRUE(found.ok()) << found.error().message();
   bool has_busybox = false;
-  for (const auto& d : store_->layer_dirs(found.value())) has_busybox |= fs::exists(fs::path(d) / "bin/busybox");
+  for (const auto& d : store_->layer_dirs(found.value()))
+    has_busybox |= fs::exists(fs::path(d) / "bin/busybox");
   EXPECT_TRUE(has_busybox);
 }
 
@@ -199,6 +200,31 @@ TEST_F(ImageStoreTest, LayersAreSharedBetweenImagesAndGoWithTheLastOne) {
   ASSERT_TRUE(store_->remove("b:1").ok());
   EXPECT_TRUE(fs::is_empty(dir_ / "store/layers"));
   EXPECT_EQ(store_->find("b:1").error().code(), ErrorCode::not_found);
+}
+
+// As `docker load` does, a layer the store holds (by the diff id in the
+// image's checked config) is taken from the store and its blob in the
+// archive is not read: the archive's bytes for it never reach the store.
+TEST_F(ImageStoreTest, ALayerTheStoreHoldsIsTakenFromTheStoreNotReadAgain) {
+  const std::string base = base_layer();
+  auto first = store_->load(archive("a.tar", docker_save("a:1", {base})));
+  ASSERT_TRUE(first.ok()) << first.error().message();
+  const auto before = layers_on_disk();
+  const std::string junk(base.size(), 'j');
+  auto again =
+      store_->load(archive("again.tar", docker_save("a:1", {junk}, {"sha256:" + image::sha256_hex(base)})));
+  ASSERT_TRUE(again.ok()) << again.error().message();
+  EXPECT_EQ(again->front().id, first->front().id);
+  EXPECT_EQ(again->front().size_bytes, first->front().size_bytes);
+  EXPECT_EQ(layers_on_disk(), before);
+  EXPECT_EQ(slurp(dir_ / "store/layers" / image::sha256_hex(base) / "dir/x"), "x");
+  // A layer the store lacks is still read and checked.
+  {
+    auto r = store_->load(archive("new.tar", docker_save("b:1", {junk}, {"sha256:" + std::string(64, '1')})));
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message().find("does not match its diff id"), std::string::npos)
+        << r.error().message();
+  }
 }
 
 TEST_F(ImageStoreTest, AReferenceMovesToTheImageLoadedLast) {
