@@ -8,9 +8,9 @@
 #include <iostream>
 #include <memory>
 
-#include "builtins.hpp"
 #include "daemon/client.hpp"
 #include "daemon/daemon.hpp"
+#include "engine/builtins.hpp"
 #include "engine/engine.hpp"
 
 namespace modhost::cli {

@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "builtins.hpp"
 #include "cli/cli.hpp"
 #include "daemon/client.hpp"
 #include "daemon/daemon.hpp"
+#include "engine/builtins.hpp"
 #include "engine/logging.hpp"
 
 #ifndef MODHOST_VERSION

@@ -13,11 +13,11 @@
 #include <optional>
 #include <thread>
 
-#include "builtins.hpp"
 #include "cli/cancel_on_signal.hpp"
 #include "cli/cli.hpp"
 #include "daemon/client.hpp"
 #include "engine/api.hpp"
+#include "engine/builtins.hpp"
 #include "engine/module_manager.hpp"
 
 namespace modhost::cli {

@@ -21,7 +21,7 @@
 #include <fstream>
 #include <iostream>
 
-#include "builtins.hpp"
+#include "engine/builtins.hpp"
 #include "engine/handshake.hpp"
 #include "engine/logging.hpp"
 #include "engine/null_context.hpp"

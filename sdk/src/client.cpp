@@ -6,8 +6,8 @@
 #include <mutex>
 #include <random>
 
-#include "builtins.hpp"
 #include "daemon/client.hpp"
+#include "engine/builtins.hpp"
 #include "engine/engine.hpp"
 #include "engine/logging.hpp"
 #include "starlark/interpret.hpp"

@@ -3,7 +3,7 @@
 #include <benchmark/benchmark.h>
 #include <stdlib.h>
 
-#include "builtins.hpp"
+#include "engine/builtins.hpp"
 #include "engine/isolated_module.hpp"
 #include "engine/logging.hpp"
 #include "engine/module_manager.hpp"
