@@ -276,15 +276,15 @@ StoredImage from_json(const json::value& v) {
 // Holds the store's lock for a change.
 class Locked {
  public:
-  explicit Locked(const fs::path& lock) : fd_(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
-    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
+  explicit Locked(const fs::path& lock) : lock_fd_(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    if (lock_fd_ >= 0) ::flock(lock_fd_, LOCK_EX);
   }
   ~Locked() {
-    if (fd_ >= 0) ::close(fd_);
+    if (lock_fd_ >= 0) ::close(lock_fd_);
   }
 
  private:
-  int fd_;
+  int lock_fd_;
 };
 
 }  // namespace
