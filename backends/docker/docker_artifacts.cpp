@@ -17,6 +17,9 @@
 // volume last; a data volume without its tgz volume is half-made (recover()
 // lists it, clean() removes it). A crash during the last upload leaves a short
 // artifact.tgz, which download_artifact detects against the size label.
+//
+// Files copied into a service (copy_to_service) go the same way: a tar PUT
+// to the service's own container.
 #include <algorithm>
 #include <map>
 
@@ -78,14 +81,6 @@ ArtifactInfo artifact_from_volume(const json::value& vol) {
 }
 
 }  // namespace
-
-std::string DockerBackend::Impl::artifact_volume(std::string_view enclave_id, std::string_view name) {
-  return "modhost-" + docker::short_id(enclave_id) + "-artifact-" + std::string(name);
-}
-
-std::string DockerBackend::Impl::artifact_tgz_volume(std::string_view enclave_id, std::string_view name) {
-  return "modhost-" + docker::short_id(enclave_id) + "-artifact_tgz-" + std::string(name);
-}
 
 Status DockerBackend::Impl::ensure_holder_image() {
   std::lock_guard lock(holder_mutex);
@@ -160,8 +155,8 @@ Result<ArtifactInfo> DockerBackend::Impl::store(const Enclave& e, std::string_vi
       static_cast<unsigned char>(tgz[1]) != 0x8b) {
     return Error(ErrorCode::invalid_argument, ctx + ": the content is not a gzip-compressed tar (.tgz)");
   }
-  const std::string data_vol = artifact_volume(e.info.id, name);
-  const std::string tgz_vol = artifact_tgz_volume(e.info.id, name);
+  const std::string data_vol = docker::artifact_volume(e.info.id, name);
+  const std::string tgz_vol = docker::artifact_tgz_volume(e.info.id, name);
   for (const auto& v : {data_vol, tgz_vol}) {
     MODHOST_ASSIGN_OR_RETURN(HttpResponse r, api(Method::get, "/volumes/" + v));
     if (is_2xx(r))
@@ -245,7 +240,8 @@ Status DockerBackend::remove_artifact(std::string_view enclave_id, std::string_v
   }
   bool found = false;
   // The listing volume (tgz) first: once it is gone the artifact is no longer listed.
-  for (const auto& v : {Impl::artifact_tgz_volume(e.info.id, name), Impl::artifact_volume(e.info.id, name)}) {
+  for (const auto& v :
+       {docker::artifact_tgz_volume(e.info.id, name), docker::artifact_volume(e.info.id, name)}) {
     MODHOST_ASSIGN_OR_RETURN(HttpResponse r, impl_->api(Method::del, "/volumes/" + url_encode(v)));
     if (r.status == 404) continue;
     if (r.status == 409) {
@@ -265,7 +261,7 @@ Result<std::string> DockerBackend::download_artifact(std::string_view enclave_id
       "failed to download files artifact '" + std::string(name) + "' from enclave '" + e.info.name + "'";
   auto not_found = Error(ErrorCode::not_found, ctx + ": no such artifact; list them with 'modhost files ls'");
   if (!docker::valid_name(name)) return not_found;
-  const std::string tgz_vol = Impl::artifact_tgz_volume(e.info.id, name);
+  const std::string tgz_vol = docker::artifact_tgz_volume(e.info.id, name);
   MODHOST_ASSIGN_OR_RETURN(HttpResponse vr, impl_->api(Method::get, "/volumes/" + tgz_vol));
   if (vr.status == 404) return not_found;
   if (!is_2xx(vr)) return docker::engine_error(vr, ctx);
@@ -318,6 +314,21 @@ Result<ArtifactInfo> DockerBackend::store_from_service(std::string_view enclave_
   auto stored = impl_->store(s.enclave, name, tgz);
   if (!stored.ok() && stored.error().code() != ErrorCode::already_exists) return stored.error().context(ctx);
   return stored;
+}
+
+Status DockerBackend::copy_to_service(std::string_view enclave_id, std::string_view name,
+                                      std::string_view dir, std::string_view tar) {
+  MODHOST_ASSIGN_OR_RETURN(ServiceRef s, impl_->resolve_service(enclave_id, name));
+  const std::string ctx = "failed to copy files into '" + std::string(dir) + "' of service '" + s.name + "'";
+  if (dir.empty() || dir.front() != '/')
+    return Error(ErrorCode::invalid_argument, ctx + ": the path must be absolute");
+  MODHOST_ASSIGN_OR_RETURN(
+      HttpResponse r,
+      impl_->api(Method::put, "/containers/" + s.container_id + "/archive?path=" + url_encode(dir),
+                 std::string(tar), std::nullopt, "application/x-tar"));
+  if (r.status == 404) return Error(ErrorCode::not_found, ctx + ": no such directory in the service");
+  if (!is_2xx(r)) return docker::engine_error(r, ctx, ErrorCode::failed_precondition);
+  return ok_status();
 }
 
 }  // namespace modhost::backend

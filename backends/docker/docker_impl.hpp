@@ -50,6 +50,11 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
 using backend::random_hex;
 using backend::valid_name;
 std::string short_id(std::string_view enclave_id);  // first 12 chars
+// Image references go into URL paths as they are (Docker routes name/with/slashes:tag).
+bool valid_reference(std::string_view ref);
+// The two volumes of a files artifact: its files, and the .tgz as uploaded.
+std::string artifact_volume(std::string_view enclave_id, std::string_view name);
+std::string artifact_tgz_volume(std::string_view enclave_id, std::string_view name);
 
 // The engine's message for a failed call, as an Error with the given context.
 // 404 -> not_found, 409 -> `conflict` (already_exists unless the caller knows better).
@@ -136,8 +141,6 @@ struct DockerBackend::Impl {
                        const std::string& action_path, std::optional<std::chrono::milliseconds> timeout);
 
   // --- Artifacts ---
-  static std::string artifact_volume(std::string_view enclave_id, std::string_view name);
-  static std::string artifact_tgz_volume(std::string_view enclave_id, std::string_view name);
   Status ensure_holder_image();
   Result<std::string> create_holder(const docker::Enclave& e, std::string_view artifact,
                                     const std::vector<std::pair<std::string, std::string>>& mounts,

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <ctime>
 #include <random>
 
@@ -92,6 +93,22 @@ Error engine_error(const HttpResponse& r, std::string_view context, ErrorCode co
   std::string msg = engine_message(r);
   if (context.empty()) return Error(code, std::move(msg));
   return Error(code, std::string(context) + ": " + msg);
+}
+
+bool valid_reference(std::string_view ref) {
+  if (ref.empty() || ref.size() > 255) return false;
+  return std::all_of(ref.begin(), ref.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == '/' || c == ':' || c == '@';
+  });
+}
+
+std::string artifact_volume(std::string_view enclave_id, std::string_view name) {
+  return "modhost-" + short_id(enclave_id) + "-artifact-" + std::string(name);
+}
+
+std::string artifact_tgz_volume(std::string_view enclave_id, std::string_view name) {
+  return "modhost-" + short_id(enclave_id) + "-artifact_tgz-" + std::string(name);
 }
 
 }  // namespace modhost::backend::docker
