@@ -28,14 +28,6 @@
 
 namespace modhost::backend {
 
-using docker::Enclave;
-using docker::HttpResponse;
-using docker::is_2xx;
-using docker::Method;
-using docker::ServiceRef;
-using docker::url_encode;
-namespace json = boost::json;
-
 namespace {
 
 constexpr const char* kTgzFile = "artifact.tgz";

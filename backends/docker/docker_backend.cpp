@@ -16,15 +16,6 @@
 
 namespace modhost::backend {
 
-using docker::Enclave;
-using docker::HttpResponse;
-using docker::is_2xx;
-using docker::Method;
-using docker::ServiceRef;
-using docker::url_encode;
-namespace json = boost::json;
-using std::chrono::milliseconds;
-
 namespace {
 
 std::shared_ptr<spdlog::logger> component_logger() {

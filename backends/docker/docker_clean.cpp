@@ -13,13 +13,6 @@
 
 namespace modhost::backend {
 
-using docker::Enclave;
-using docker::HttpResponse;
-using docker::is_2xx;
-using docker::Method;
-using docker::url_encode;
-namespace json = boost::json;
-
 namespace {
 
 bool older_than_grace(const json::value& owner) {

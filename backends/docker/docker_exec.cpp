@@ -15,15 +15,6 @@
 
 namespace modhost::backend {
 
-using docker::Enclave;
-using docker::HttpResponse;
-using docker::is_2xx;
-using docker::Method;
-using docker::ServiceRef;
-using docker::url_encode;
-namespace json = boost::json;
-using std::chrono::milliseconds;
-
 Result<std::string> DockerBackend::Impl::log_tail(const std::string& container_id, int lines) const {
   std::string out;
   docker::StreamDemuxer demux([&out](int, std::string_view payload) {

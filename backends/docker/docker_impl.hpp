@@ -152,4 +152,14 @@ struct DockerBackend::Impl {
   Status check_image_load(const docker::HttpResponse& r, const std::string& context) const;
 };
 
+// The short names the backend's files use (this header is theirs alone).
+using docker::Enclave;
+using docker::HttpResponse;
+using docker::is_2xx;
+using docker::Method;
+using docker::ServiceRef;
+using docker::url_encode;
+namespace json = boost::json;
+using std::chrono::milliseconds;
+
 }  // namespace modhost::backend

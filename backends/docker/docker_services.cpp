@@ -18,15 +18,6 @@
 
 namespace modhost::backend {
 
-using docker::Enclave;
-using docker::HttpResponse;
-using docker::is_2xx;
-using docker::Method;
-using docker::ServiceRef;
-using docker::url_encode;
-namespace json = boost::json;
-using std::chrono::milliseconds;
-
 namespace {
 
 ServiceStatus service_status(std::string_view s) {

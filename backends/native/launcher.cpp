@@ -212,8 +212,8 @@ bool Launcher::wait_exit(const std::string& eid, const std::string& name,
   return false;
 }
 
-void Launcher::stop_processes(const std::string& eid, const std::string& name, std::chrono::milliseconds grace,
-                              bool mark_stopped) const {
+void Launcher::stop_processes(const std::string& eid, const std::string& name,
+                              std::chrono::milliseconds grace, bool mark_stopped) const {
   const std::string dir = state_.service_dir(eid, name);
   json::value run = parse_json_file(dir + "/run.json");
   if (!run.is_object()) return;

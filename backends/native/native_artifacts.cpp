@@ -11,19 +11,6 @@
 namespace modhost::backend {
 namespace {
 
-namespace fs = std::filesystem;
-namespace json = boost::json;
-using namespace std::chrono_literals;
-using native::Cgroups;
-using native::DirLock;
-using native::ImageStore;
-using native::last_words;
-using native::num;
-using native::parse_json_file;
-using native::read_file;
-using native::str;
-using native::write_file_atomic;
-
 // A running service's processes frozen while the host reads or writes its
 // files: none of them can swap a checked path for a symlink meanwhile. A
 // paused service stays paused.

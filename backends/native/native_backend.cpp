@@ -28,21 +28,6 @@
 namespace modhost::backend {
 namespace {
 
-namespace fs = std::filesystem;
-namespace json = boost::json;
-using namespace std::chrono_literals;
-using native::alive;
-using native::DirLock;
-using native::ImageStore;
-using native::kill_cgroup_member;
-using native::last_words;
-using native::num;
-using native::parse_json_file;
-using native::read_file;
-using native::signal_process;
-using native::str;
-using native::write_file_atomic;
-
 // rm -rf, retried: a shim that is ending may still write its exit record
 // into the directory meanwhile.
 Status remove_tree(const std::string& path, const std::string& what) {

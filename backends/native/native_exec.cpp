@@ -20,20 +20,6 @@
 
 namespace modhost::backend {
 
-namespace fs = std::filesystem;
-namespace json = boost::json;
-using namespace std::chrono_literals;
-using native::alive;
-using native::DirLock;
-using native::ImageStore;
-using native::last_words;
-using native::num;
-using native::parse_json_file;
-using native::read_file;
-using native::Records;
-using native::str;
-using native::write_file_atomic;
-
 Result<ExecResult> NativeBackend::exec(std::string_view enclave_id, std::string_view name,
                                        const std::vector<std::string>& argv) {
   return exec_with_timeout(enclave_id, name, argv, std::nullopt);

@@ -4,6 +4,9 @@
 // part is its own file; this only composes them.
 #pragma once
 
+#include <boost/json/value.hpp>
+#include <chrono>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,6 +17,8 @@
 #include "backends/native/image_store.hpp"
 #include "backends/native/launcher.hpp"
 #include "backends/native/native_backend.hpp"
+#include "backends/native/processes.hpp"
+#include "backends/native/records.hpp"
 #include "backends/native/state.hpp"
 #include "backends/native/support.hpp"
 
@@ -44,5 +49,23 @@ struct NativeBackend::Impl {
                                std::vector<std::string>* links = nullptr);
   Status remove_enclave_locked(const EnclaveInfo& e, bool detached);
 };
+
+// The short names the backend's files use (this header is theirs alone).
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using native::alive;
+using native::Cgroups;
+using native::DirLock;
+using native::ImageStore;
+using native::kill_cgroup_member;
+using native::last_words;
+using native::num;
+using native::parse_json_file;
+using native::read_file;
+using native::Records;
+using native::signal_process;
+using native::str;
+using native::write_file_atomic;
 
 }  // namespace modhost::backend

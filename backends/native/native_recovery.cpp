@@ -12,21 +12,6 @@
 
 namespace modhost::backend {
 
-namespace fs = std::filesystem;
-namespace json = boost::json;
-using namespace std::chrono_literals;
-using native::alive;
-using native::DirLock;
-using native::ImageStore;
-using native::kill_cgroup_member;
-using native::last_words;
-using native::num;
-using native::parse_json_file;
-using native::read_file;
-using native::signal_process;
-using native::str;
-using native::write_file_atomic;
-
 Result<std::vector<std::string>> NativeBackend::recover() {
   std::vector<std::string> found;
   std::set<std::string> known_services, known_enclaves;
