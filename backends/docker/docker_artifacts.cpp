@@ -143,8 +143,7 @@ Result<ArtifactInfo> DockerBackend::Impl::store(const Enclave& e, std::string_vi
         ErrorCode::invalid_argument,
         ctx + ": a name has 1-63 letters, digits, '.', '_' or '-' and starts with a letter or digit");
   }
-  if (tgz.size() < 2 || static_cast<unsigned char>(tgz[0]) != 0x1f ||
-      static_cast<unsigned char>(tgz[1]) != 0x8b) {
+  if (!image::is_gzip(tgz)) {
     return Error(ErrorCode::invalid_argument, ctx + ": the content is not a gzip-compressed tar (.tgz)");
   }
   const std::string data_vol = docker::artifact_volume(e.info.id, name);

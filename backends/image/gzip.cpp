@@ -54,9 +54,13 @@ Result<std::string> gzip_compress(std::string_view data) {
   return out;
 }
 
+bool is_gzip(std::string_view data) {
+  return data.size() >= 2 && static_cast<unsigned char>(data[0]) == 0x1f &&
+         static_cast<unsigned char>(data[1]) == 0x8b;
+}
+
 Result<std::string> gzip_decompress(std::string_view data) {
-  if (data.size() < 2 || static_cast<unsigned char>(data[0]) != 0x1f ||
-      static_cast<unsigned char>(data[1]) != 0x8b) {
+  if (!is_gzip(data)) {
     return Error(ErrorCode::invalid_argument, "not gzip data: missing the gzip magic bytes 1f 8b");
   }
   z_stream zs{};

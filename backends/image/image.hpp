@@ -41,6 +41,8 @@ class TarWriter {
 // or a bad checksum.
 Result<std::vector<TarEntry>> read_tar(std::string_view archive);
 
+// Starts with gzip's magic bytes 1f 8b.
+bool is_gzip(std::string_view data);
 Result<std::string> gzip_compress(std::string_view data);
 Result<std::string> gzip_decompress(std::string_view data);
 

@@ -33,11 +33,6 @@ Result<std::string> read_file(const fs::path& p) {
   return s.str();
 }
 
-bool gzipped(std::string_view bytes) {
-  return bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x1f &&
-         static_cast<unsigned char>(bytes[1]) == 0x8b;
-}
-
 Status write_atomically(const fs::path& p, std::string_view content) {
   fs::path tmp = p;
   tmp += ".tmp";
@@ -90,7 +85,7 @@ class Source {
       return s;
     }
     MODHOST_ASSIGN_OR_RETURN(std::string bytes, read_file(path));
-    if (gzipped(bytes)) {
+    if (image::is_gzip(bytes)) {
       auto plain = image::gzip_decompress(bytes);
       if (!plain.ok()) return bad(path, plain.error().message());
       bytes = std::move(plain).value();
@@ -128,12 +123,12 @@ class Source {
     if (!safe(name)) return std::nullopt;
     if (dir_.empty()) {
       auto it = files_.find(fs::path(name).lexically_normal().string());
-      if (it == files_.end() || gzipped(it->second)) return std::nullopt;
+      if (it == files_.end() || image::is_gzip(it->second)) return std::nullopt;
       return it->second.size();
     }
     std::ifstream in(fs::path(dir_) / name, std::ios::binary);
     char head[2] = {0, 0};
-    if (!in || !in.read(head, 2) || gzipped(std::string_view(head, 2))) return std::nullopt;
+    if (!in || !in.read(head, 2) || image::is_gzip(std::string_view(head, 2))) return std::nullopt;
     std::error_code ec;
     auto size = fs::file_size(fs::path(dir_) / name, ec);
     if (ec) return std::nullopt;
@@ -336,7 +331,7 @@ struct ImageStore::Impl {
       if (auto size = src.plain_size(blob_path)) return std::make_pair(expected.substr(7), *size);
     }
     MODHOST_ASSIGN_OR_RETURN(std::string bytes, src.get(blob_path));
-    if (gzipped(bytes)) {
+    if (image::is_gzip(bytes)) {
       auto plain = image::gzip_decompress(bytes);
       if (!plain.ok()) return bad(src.path(), "layer '" + blob_path + "': " + plain.error().message());
       bytes = std::move(plain).value();

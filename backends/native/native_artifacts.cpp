@@ -34,11 +34,6 @@ class FrozenWhile {
   bool thaw_ = false;
 };
 
-bool is_gzip(std::string_view data) {
-  return data.size() >= 2 && static_cast<unsigned char>(data[0]) == 0x1f &&
-         static_cast<unsigned char>(data[1]) == 0x8b;
-}
-
 ArtifactInfo artifact_from(const json::value& v, const std::string& eid) {
   ArtifactInfo a;
   a.name = str(v, "name");
@@ -63,7 +58,7 @@ Status NativeBackend::copy_to_service(std::string_view enclave_id, std::string_v
   auto target = native::resolve_in_root(sdir + "/rootfs", std::string(dir));
   if (!target.ok()) return target.error().context(ctx);
   std::string plain(tar);
-  if (is_gzip(tar)) {
+  if (image::is_gzip(tar)) {
     auto unzipped = image::gzip_decompress(tar);
     if (!unzipped.ok()) return Error(ErrorCode::invalid_argument, ctx + ": " + unzipped.error().message());
     plain = std::move(unzipped).value();
@@ -82,7 +77,7 @@ Result<ArtifactInfo> NativeBackend::store_artifact(std::string_view enclave_id, 
         ErrorCode::invalid_argument,
         ctx + ": a name has 1-63 letters, digits, '.', '_' or '-' and starts with a letter or digit");
   }
-  if (!is_gzip(tgz)) {
+  if (!image::is_gzip(tgz)) {
     return Error(ErrorCode::invalid_argument, ctx + ": the content is not a gzip-compressed tar (.tgz)");
   }
   auto plain = image::gzip_decompress(tgz);
