@@ -81,8 +81,6 @@ Result<std::string> free_address(const EnclaveInfo& e, const std::set<std::strin
   return Error(ErrorCode::failed_precondition, "enclave '" + e.name + "' has no free address left");
 }
 
-// Starts stage2 for a service whose rootfs and cgroup exist; waits for its
-
 Status make_bridge(const std::string& bridge, const std::string& label, const std::string& gateway) {
   Status s = netlink::create_bridge(bridge);
   if (s.ok()) s = netlink::set_alias(bridge, label);

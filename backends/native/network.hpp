@@ -2,7 +2,7 @@
 // (named from its id, labelled with its scope), veth pairs named from the
 // service's id, addresses from 10.213.0.0/16, the enclave's hosts file, and
 // the one iptables FORWARD rule that lets bridged enclave traffic through.
-// Inside the container, modhost-spawn (spawn_main.cpp) moves the peer into
+// Inside the container, modhost-spawn (spawn_container.cpp) moves the peer into
 // the service's namespace and addresses it.
 #pragma once
 
@@ -24,8 +24,8 @@ inline std::string peer_name(const std::string& service_id) { return "mhp" + ser
 // USED has and that no address on the host falls into.
 Result<std::pair<std::string, std::string>> allocate_subnet(const std::set<std::string>& used);
 
-// The first address of enclave E's subnet (from .2; the gateway is .1) not
-// in USED.
+// The first address of enclave E's subnet (from .2) not in USED (the
+// caller's, the gateway among them).
 Result<std::string> free_address(const EnclaveInfo& e, const std::set<std::string>& used);
 
 // Makes an enclave's bridge BRIDGE, labelled LABEL, with GATEWAY/24, up, and

@@ -37,6 +37,7 @@ void check(const modhost::Status& s);
 // to a file on a read-only mount, so nothing in the container can rewrite
 // the host's binary through it (CVE-2019-5736); runc does the same. No copy:
 // every container shares the host's page cache of the file. -1 with errno
+// on failure.
 int read_only_binary(const std::string& path);
 
 // --- Port forwarding (spawn_forward.cpp) ---

@@ -172,7 +172,7 @@ Result<std::string> State::require_service(const std::string& eid, const std::st
 }
 
 Result<std::string> State::allocate_ip(const std::string& eid, const EnclaveInfo& e) const {
-  std::set<std::string> used;
+  std::set<std::string> used{e.gateway};
   for (const auto& name : service_names(eid)) used.insert(str(service_state(eid, name), "ip"));
   return free_address(e, used);
 }
