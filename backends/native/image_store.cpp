@@ -100,7 +100,7 @@ class Source {
   }
 
   bool has(const std::string& name) const {
-    if (dir_.empty()) return files_.count(fs::path(name).lexically_normal().string()) != 0;
+    if (dir_.empty()) return entry(name) != nullptr;
     std::error_code ec;
     return safe(name) && fs::is_regular_file(fs::path(dir_) / name, ec);
   }
@@ -112,9 +112,9 @@ class Source {
       if (!r.ok()) return bad(path_, "'" + name + "' is missing");
       return r;
     }
-    auto it = files_.find(fs::path(name).lexically_normal().string());
-    if (it == files_.end()) return bad(path_, "'" + name + "' is missing");
-    return it->second;
+    const std::string* content = entry(name);
+    if (content == nullptr) return bad(path_, "'" + name + "' is missing");
+    return *content;
   }
 
   // The size of an entry that is stored plainly (not gzip), without
@@ -122,9 +122,9 @@ class Source {
   std::optional<std::uint64_t> plain_size(const std::string& name) const {
     if (!safe(name)) return std::nullopt;
     if (dir_.empty()) {
-      auto it = files_.find(fs::path(name).lexically_normal().string());
-      if (it == files_.end() || image::is_gzip(it->second)) return std::nullopt;
-      return it->second.size();
+      const std::string* content = entry(name);
+      if (content == nullptr || image::is_gzip(*content)) return std::nullopt;
+      return content->size();
     }
     std::ifstream in(fs::path(dir_) / name, std::ios::binary);
     char head[2] = {0, 0};
@@ -138,6 +138,11 @@ class Source {
   const std::string& path() const { return path_; }
 
  private:
+  // An archive's entry by its path, or null.
+  const std::string* entry(const std::string& name) const {
+    auto it = files_.find(fs::path(name).lexically_normal().string());
+    return it == files_.end() ? nullptr : &it->second;
+  }
   static bool safe(const std::string& name) {
     fs::path p = fs::path(name).lexically_normal();
     return !name.empty() && !p.is_absolute() && p.begin() != p.end() && *p.begin() != "..";
