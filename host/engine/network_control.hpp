@@ -1,11 +1,17 @@
 // Network control of enclaves: applies a NetworkPartitioning as kernel rules
 // inside each service's network namespace (entered from this host, so the
 // backend must run here), runs the packet shaper the rules feed, and removes
-// exactly what it made on heal, on `modhost clean`, and after a crash.
+// exactly what it made on heal, on `modhost clean`, and after a crash. An
+// engine elsewhere is reached through helper containers instead.
 //
 // State kept on the host, per enclave, under the runtime dir:
+//   pids.json / rules.json                                    where each namespace is, what it holds
 //   shaper.json / shaper.pid / shaper.applied / shaper.log   the shaper
 //   lease                                                     holder of a temporary partitioning
+// and `<enclave>.events` beside them, the timeline.
+//
+// Its parts (network_parts.hpp): network_state.cpp, network_shaper.cpp,
+// network_helpers.cpp.
 #pragma once
 
 #include <chrono>
