@@ -35,7 +35,9 @@ std::string encode_config(const ServiceConfig& c) {
                                       {"kind", c.kind},
                                       {"network_of", c.network_of},
                                       {"cap_add", strings(c.cap_add)},
-                                      {"user", c.user}});
+                                      {"user", c.user},
+                                      {"privileged", c.privileged},
+                                      {"security_opt", strings(c.security_opt)}});
 }
 
 Result<ServiceConfig> decode_config(std::string_view text, const std::string& name) {
@@ -70,6 +72,10 @@ Result<ServiceConfig> decode_config(std::string_view text, const std::string& na
       for (const auto& x : caps->as_array()) c.cap_add.emplace_back(x.as_string());
     }
     if (const json::value* u = o.if_contains("user")) c.user = std::string(u->as_string());
+    if (const json::value* p = o.if_contains("privileged")) c.privileged = p->as_bool();
+    if (const json::value* opts = o.if_contains("security_opt")) {
+      for (const auto& x : opts->as_array()) c.security_opt.emplace_back(x.as_string());
+    }
     return c;
   } catch (const std::exception& e) {
     return Error(ErrorCode::failed_precondition,

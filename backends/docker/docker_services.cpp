@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "backends/config_json.hpp"
+#include "backends/confinement.hpp"
 #include "backends/docker/docker_backend.hpp"
 #include "backends/docker/docker_impl.hpp"
 #include "backends/docker/mux_stream.hpp"
@@ -271,6 +272,8 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
     }
   }
   if (config.cpus < 0) return Error(ErrorCode::invalid_argument, ctx + ": cpus must not be negative");
+  auto confined = backend::confinement(config);
+  if (!confined.ok()) return Error(ErrorCode::invalid_argument, ctx + ": " + confined.error().message());
   if (!backend::valid_user(config.user)) {
     return Error(ErrorCode::invalid_argument,
                  ctx + ": bad user '" + config.user + "': expected USER[:GROUP], each a number or a name");
@@ -376,6 +379,13 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
     for (const auto& c : config.cap_add) caps.emplace_back(c);
     host["CapAdd"] = std::move(caps);
   }
+  // The engine's own defaults (its seccomp profile, masked paths) unless
+  // opted out; no_new_privs too, as the native backend does.
+  if (config.privileged) host["Privileged"] = true;
+  json::array security;
+  if (!confined->seccomp && !config.privileged) security.emplace_back("seccomp=unconfined");
+  if (confined->no_new_privs) security.emplace_back("no-new-privileges=true");
+  if (!security.empty()) host["SecurityOpt"] = std::move(security);
   host["Mounts"] = std::move(mounts);
   // An init process as PID 1 forwards signals and reaps zombies, so stop is
   // prompt even for programs that ignore SIGTERM as PID 1.

@@ -1,5 +1,6 @@
 #include "backends/native/launcher.hpp"
 
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -15,6 +16,7 @@
 
 #include "backends/common.hpp"
 #include "backends/config_json.hpp"
+#include "backends/confinement.hpp"
 #include "backends/native/cgroups.hpp"
 #include "backends/native/network.hpp"
 #include "backends/native/processes.hpp"
@@ -78,9 +80,18 @@ Status Launcher::spawn(const std::string& eid, const std::string& name, const En
   }
   for (const auto& b : config.binds)
     add("mount", b.source + "\x1f" + b.target + "\x1f" + (b.read_only ? "ro" : "rw"));
+  MODHOST_ASSIGN_OR_RETURN(Confinement confined, backend::confinement(config));
   std::vector<int> caps = default_capabilities();
   for (const auto& c : config.cap_add) caps.push_back(capability(c));
+  if (confined.all_capabilities) {
+    caps.clear();
+    for (int c = 0; c <= CAP_LAST_CAP; ++c) caps.push_back(c);
+  }
   for (int c : caps) add("cap", std::to_string(c));
+  add("seccomp", confined.seccomp ? "default" : "unconfined");
+  add("no_new_privs", confined.no_new_privs ? "1" : "0");
+  add("masked", confined.masked_paths ? "1" : "0");
+  add("seccomp_cache", state_.runtime + "/seccomp");
   for (const auto& v : st.as_object().at("argv").as_array()) add("argv", std::string(v.as_string()));
   for (const auto& v : st.as_object().at("env").as_array()) add("env", std::string(v.as_string()));
   add("workdir", str(st, "workdir"));

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "backends/config_json.hpp"
+#include "backends/confinement.hpp"
 #include "backends/native/native_impl.hpp"
 #include "backends/native/netlink.hpp"
 #include "backends/native/network.hpp"
@@ -293,6 +294,9 @@ Result<ServiceInfo> NativeBackend::add_service(std::string_view enclave_id, cons
   for (const auto& c : config.cap_add) {
     if (native::capability(c) < 0)
       return Error(ErrorCode::invalid_argument, ctx + ": unknown capability '" + c + "'");
+  }
+  if (auto confined = backend::confinement(config); !confined.ok()) {
+    return Error(ErrorCode::invalid_argument, ctx + ": " + confined.error().message());
   }
   if (!config.network_of.empty() && !config.ports.empty()) {
     return Error(ErrorCode::invalid_argument, ctx + ": a service in another's network publishes no ports");

@@ -34,6 +34,7 @@
 #include "backends/native/fd_io.hpp"
 #include "backends/native/netlink.hpp"
 #include "backends/native/records.hpp"
+#include "backends/native/seccomp.hpp"
 #include "backends/native/spawn.hpp"
 
 namespace modhost::backend::native::spawn {
@@ -61,6 +62,15 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
+// Docker's defaults (moby's oci/defaults), with /proc/kmsg masked too: the
+// kernel's log is the host's.
+constexpr const char* kMaskedPaths[] = {
+    "/proc/asound",        "/proc/acpi",       "/proc/kcore",       "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi",          "/proc/kmsg",       "/sys/firmware",     "/sys/devices/virtual/powercap"};
+constexpr const char* kReadOnlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                          "/proc/sysrq-trigger"};
+
 }  // namespace
 
 [[noreturn]] void container(const Records& spec, int go_fd, int init_fd, int ctl_fd, int log_fd,
@@ -73,6 +83,24 @@ std::vector<std::string> split(const std::string& s, char sep) {
     const int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0 || ::write(fd, "0", 1) != 1) fail("cannot join cgroup " + dir);
     ::close(fd);
+  }
+
+  // The seccomp filter, while the parent makes the link (compiled once per
+  // set of capabilities, then read from the cache: see seccomp.hpp).
+  std::vector<bool> keep(CAP_LAST_CAP + 1, false);
+  std::vector<int> kept;
+  for (const std::string& c : all_records(spec, "cap")) {
+    const int n = std::atoi(c.c_str());
+    if (n >= 0 && n <= CAP_LAST_CAP && !keep[static_cast<std::size_t>(n)]) {
+      keep[static_cast<std::size_t>(n)] = true;
+      kept.push_back(n);
+    }
+  }
+  seccomp::Program filter;
+  const bool filtered = record(spec, "seccomp", "default") == "default";
+  if (filtered) {
+    if (std::string err = seccomp::prepare(kept, record(spec, "seccomp_cache"), &filter); !err.empty())
+      fail(err, 0);
   }
 
   // 1. Wait until the parent has given us our network link. End of file:
@@ -116,26 +144,37 @@ std::vector<std::string> split(const std::string& s, char sep) {
   check(::chdir("/") == 0, "chdir /");
 
   // 6. The kernel's file systems: /proc of our pid namespace, a minimal /dev,
-  //    /sys read-only.
+  //    /sys read-only. Root in here is root on the host (no user namespace):
+  //    Docker's read-only and masked paths keep it from the kernel's knobs
+  //    and from what reaches the host itself (a reboot trigger, its memory,
+  //    its keys, its firmware). A privileged service gets them as they are.
+  const bool confined = record(spec, "masked", "1") == "1";
   make_dirs("/proc");
   check(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0,
         "cannot mount /proc");
-  // Root in here is root on the host (no user namespace): the kernel's knobs
-  // under /proc/sys are read-only, and the files that reach the host itself
-  // (a reboot trigger, its memory, its keys) read as /dev/null, as in runc.
-  check(::mount("/proc/sys", "/proc/sys", nullptr, MS_BIND | MS_REC, nullptr) == 0, "cannot bind /proc/sys");
-  check(::mount(nullptr, "/proc/sys", nullptr,
-                MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0,
-        "cannot make /proc/sys read-only");
-  for (const char* masked : {"/proc/sysrq-trigger", "/proc/kcore", "/proc/keys", "/proc/timer_list",
-                             "/proc/kmsg", "/proc/sched_debug"}) {
-    if (::access(masked, F_OK) != 0) continue;
-    check(::mount("/.modhost-oldroot/dev/null", masked, nullptr, MS_BIND, nullptr) == 0,
-          std::string("cannot mask ") + masked);
-  }
   make_dirs("/sys");
-  check(::mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0,
+  check(::mount("sysfs", "/sys", "sysfs", (confined ? MS_RDONLY : 0) | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                nullptr) == 0,
         "cannot mount /sys");
+  if (confined) {
+    for (const char* path : kReadOnlyPaths) {
+      if (::access(path, F_OK) != 0) continue;
+      check(::mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) == 0, std::string("cannot bind ") + path);
+      check(::mount(nullptr, path, nullptr,
+                    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0,
+            std::string("cannot make ") + path + " read-only");
+    }
+    for (const char* path : kMaskedPaths) {
+      struct stat st {};
+      if (::stat(path, &st) != 0) continue;
+      // A directory reads as empty, a file as /dev/null.
+      const bool ok =
+          S_ISDIR(st.st_mode)
+              ? ::mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0") == 0
+              : ::mount("/.modhost-oldroot/dev/null", path, nullptr, MS_BIND, nullptr) == 0;
+      check(ok, std::string("cannot mask ") + path);
+    }
+  }
   make_dirs("/dev");
   check(::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") == 0,
         "cannot mount /dev");
@@ -238,11 +277,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
   // 8. Capabilities: only those a container gets (Docker's default set,
   //    plus what the service asked for) stay in the bounding set.
-  std::vector<bool> keep(CAP_LAST_CAP + 1, false);
-  for (const std::string& c : all_records(spec, "cap")) {
-    const int n = std::atoi(c.c_str());
-    if (n >= 0 && n <= CAP_LAST_CAP) keep[static_cast<std::size_t>(n)] = true;
-  }
   for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
     if (keep[static_cast<std::size_t>(cap)]) continue;
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) fail("cannot drop a capability");
@@ -257,11 +291,20 @@ std::vector<std::string> split(const std::string& s, char sep) {
   check(::syscall(SYS_capget, &header, data) == 0, "capget");
   data[0].inheritable = data[1].inheritable = 0;
   check(::syscall(SYS_capset, &header, data) == 0, "cannot clear the inheritable capabilities");
+  // 9. No gaining privileges by exec (setuid files, file capabilities),
+  //    then the seccomp filter, which the rest of stage2 and everything in
+  //    the container runs under.
+  if (record(spec, "no_new_privs", "1") == "1") {
+    check(::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "cannot set no_new_privs");
+  }
+  if (filtered) {
+    if (std::string err = seccomp::install(filter); !err.empty()) fail(err, 0);
+  }
   // The shim ignores SIGPIPE; the service starts with the default.
   ::signal(SIGPIPE, SIG_DFL);
 
-  // 9. Stage3's descriptors: 0 /dev/null, 1-2 the log, 3 its configuration,
-  //    4 the exec socket, 5 the report pipe; nothing else survives exec.
+  // 10. Stage3's descriptors: 0 /dev/null, 1-2 the log, 3 its configuration,
+  //     4 the exec socket, 5 the report pipe; nothing else survives exec.
   Records config;
   for (const char* key : {"argv", "env", "workdir", "uid", "gid"}) {
     for (const auto& v : all_records(spec, key)) config.emplace_back(key, v);
@@ -290,7 +333,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
   ::dup2(moved_ctl, 4);
   ::dup2(moved_report, 5);
 
-  // 10. Stage3, from its read-only mount made before pivot_root: the
+  // 11. Stage3, from its read-only mount made before pivot_root: the
   //     binary need not exist in the image.
   char arg0[] = "modhost-init";
   char* argv[] = {arg0, nullptr};

@@ -88,7 +88,8 @@ namespace {
 
 struct AddArgs {
   std::string enclave, name, image;
-  std::vector<std::string> cmd, entrypoint, env, ports, files, labels;
+  std::vector<std::string> cmd, entrypoint, env, ports, files, labels, cap_add, security_opt;
+  bool privileged = false;
   double cpus = 0;
   std::string memory;
   std::string user;
@@ -107,6 +108,9 @@ Result<ServiceConfig> build_config(const AddArgs& a) {
   c.cmd = a.cmd;
   c.cpus = a.cpus;
   c.user = a.user;
+  c.cap_add = a.cap_add;
+  c.privileged = a.privileged;
+  c.security_opt = a.security_opt;
   if (a.cpus < 0) return Error(ErrorCode::invalid_argument, "--cpu must not be negative");
   for (const auto& e : a.env) {
     MODHOST_ASSIGN_OR_RETURN(auto kv, parse_key_value(e, "--env"));
@@ -251,6 +255,15 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
   add->add_option("--label", a->labels, "Label KEY=VALUE (repeatable)")->allow_extra_args(false);
   add->add_option("--user,-u", a->user,
                   "Run as USER[:GROUP], numbers or names from the image (default: the image's)");
+  add->add_option("--cap-add", a->cap_add,
+                  "Linux capability beyond the defaults, e.g. NET_ADMIN (repeatable)")
+      ->allow_extra_args(false);
+  add->add_flag(
+      "--privileged", a->privileged,
+      "Every capability, no seccomp filter, /proc and /sys unmasked and writable (docs/security.md)");
+  add->add_option("--security-opt", a->security_opt,
+                  "seccomp=unconfined or no-new-privileges=false, as docker run takes them (repeatable)")
+      ->allow_extra_args(false);
   add->add_option("--wait", a->wait,
                   "Wait until ready: tcp:PORT, http:PORT/PATH or exec:COMMAND (PORT: name or number)");
   add->add_option("--wait-status", a->wait_status, "HTTP status that means ready")->capture_default_str();

@@ -110,6 +110,9 @@ void to_proto(const ServiceConfig& in, enclave_api::AddServiceArgs* out) {
   out->set_memory_bytes(in.memory_bytes);
   for (const auto& [k, v] : in.labels) (*out->mutable_labels())[k] = v;
   out->set_user(in.user);
+  for (const auto& c : in.cap_add) out->add_cap_add(c);
+  out->set_privileged(in.privileged);
+  for (const auto& o : in.security_opt) out->add_security_opt(o);
 }
 
 ServiceConfig from_proto(const enclave_api::AddServiceArgs& in) {
@@ -125,6 +128,9 @@ ServiceConfig from_proto(const enclave_api::AddServiceArgs& in) {
   c.memory_bytes = in.memory_bytes();
   for (const auto& [k, v] : in.labels()) c.labels[k] = v;
   c.user = in.user();
+  c.cap_add.assign(in.cap_add().begin(), in.cap_add().end());
+  c.privileged = in.privileged();
+  c.security_opt.assign(in.security_opt().begin(), in.security_opt().end());
   return c;
 }
 

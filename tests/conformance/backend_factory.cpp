@@ -251,17 +251,19 @@ Status ensure_test_image(backend::Backend& b) {
   layer.add_directory("bin");
   layer.add_file("bin/busybox", bin.str(), 0755);
   for (const char* applet :
-       {"sh",     "nc",  "cat",  "sleep", "echo", "httpd", "ls", "true", "false", "mkdir", "wget",
-        "printf", "seq", "head", "tr",    "dd",   "touch", "rm", "kill", "ps",    "id",    "env"}) {
+       {"sh",  "nc",   "cat", "sleep", "echo",  "httpd", "ls",   "true", "false", "mkdir", "wget", "printf",
+        "seq", "head", "tr",  "dd",    "touch", "rm",    "kill", "ps",   "id",    "env",   "grep", "wc"}) {
     layer.add_symlink(std::string("bin/") + applet, "busybox");
   }
-  std::ifstream echo_in(MODHOST_TEST_UDP_ECHO, std::ios::binary);
-  std::stringstream echo;
-  echo << echo_in.rdbuf();
-  if (!echo_in || echo.str().empty())
-    return Error(ErrorCode::not_found,
-                 std::string(MODHOST_TEST_UDP_ECHO) + " is missing: build the tests first");
-  layer.add_file("bin/udp-echo", echo.str(), 0755);
+  for (const auto& [from, to] : {std::pair{MODHOST_TEST_UDP_ECHO, "bin/udp-echo"},
+                                 std::pair{MODHOST_TEST_SYSCALL_PROBE, "bin/syscall-probe"}}) {
+    std::ifstream in_file(from, std::ios::binary);
+    std::stringstream content;
+    content << in_file.rdbuf();
+    if (!in_file || content.str().empty())
+      return Error(ErrorCode::not_found, std::string(from) + " is missing: build the tests first");
+    layer.add_file(to, content.str(), 0755);
+  }
   layer.add_directory("www");
   layer.add_file("www/index.html", kTestIndexBody);
   layer.add_directory("etc");

@@ -23,7 +23,7 @@ std::string describe(const Result<T>& r) {
 
 // The busybox image every test service runs (sh, nc, httpd, cat, sleep, ...,
 // and udp-echo PORT; /www/index.html holds kTestIndexBody).
-inline constexpr const char* kTestImage = "modhost-test/busybox:4";
+inline constexpr const char* kTestImage = "modhost-test/busybox:5";
 inline constexpr const char* kTestIndexBody = "modhost conformance index page\n";
 
 struct TestBackend {

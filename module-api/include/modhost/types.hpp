@@ -57,6 +57,14 @@ struct ServiceConfig {
   // The user the service runs as: "UID", "UID:GID", "NAME" or "NAME:GROUP"
   // (names from the image's /etc/passwd and /etc/group); empty = the image's.
   std::string user;
+  // Everything the engine's default confinement takes away is given back:
+  // every capability, no seccomp filter, no masked or read-only paths of
+  // /proc and /sys, no no_new_privs (Docker's --privileged).
+  bool privileged = false;
+  // Docker's --security-opt: "seccomp=unconfined" (no seccomp filter),
+  // "no-new-privileges=false" (setuid and file capabilities work again);
+  // "no-new-privileges" / "=true" is the default.
+  std::vector<std::string> security_opt;
 };
 
 enum class ServiceStatus { created, running, paused, stopped, exited, unknown };
