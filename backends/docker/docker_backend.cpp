@@ -133,26 +133,6 @@ json::object DockerBackend::Impl::base_labels(std::string_view kind, std::string
 // ---------------------------------------------------------------------------
 // Enclaves
 
-Enclave DockerBackend::Impl::enclave_from_network(const json::value& net) const {
-  Enclave e;
-  e.network_id = docker::str_at(net, "Id");
-  e.network_name = docker::str_at(net, "Name");
-  e.info.id = docker::label_of(net, kLabelEnclave);
-  e.info.name = docker::label_of(net, kLabelName);
-  e.info.created = docker::label_of(net, kLabelCreated);
-  e.info.complete = docker::label_of(net, kLabelState) == "ready";
-  if (const json::value* ipam = docker::member(net, "IPAM")) {
-    if (const json::value* cfg = docker::member(*ipam, "Config"); cfg != nullptr && cfg->is_array()) {
-      for (const auto& c : cfg->get_array()) {
-        e.info.subnet = docker::str_at(c, "Subnet");
-        e.info.gateway = docker::str_at(c, "Gateway");
-        if (!e.info.subnet.empty()) break;
-      }
-    }
-  }
-  return e;
-}
-
 Result<std::vector<Enclave>> DockerBackend::Impl::enclave_networks(docker::Read read) const {
   const std::string path = "/networks?" + filters({std::string(kLabelKind) + "=enclave"});
   std::shared_ptr<const json::value> listed;
@@ -165,7 +145,7 @@ Result<std::vector<Enclave>> DockerBackend::Impl::enclave_networks(docker::Read 
   std::vector<Enclave> out;
   if (const json::array* arr = listed->if_array()) {
     for (const auto& net : *arr) {
-      Enclave e = enclave_from_network(net);
+      Enclave e = docker::enclave_from_network(net);
       if (e.info.id.empty()) continue;
       out.push_back(std::move(e));
     }
@@ -355,7 +335,7 @@ Result<EnclaveInfo> DockerBackend::create_enclave(std::string_view name) {
     (void)impl_->api(Method::del, "/networks/" + net_id);
     return std::move(inspected).error();
   }
-  Enclave e = impl_->enclave_from_network(inspected.value());
+  Enclave e = docker::enclave_from_network(inspected.value());
   impl_->log->info("created enclave '{}' ({}) on network {} {}", e.info.name, e.info.id, e.network_name,
                    e.info.subnet);
   return e.info;

@@ -127,7 +127,7 @@ Status DockerBackend::wait_ready(std::string_view enclave_id, std::string_view n
   probes.current = [&]() -> Result<ServiceInfo> {
     MODHOST_ASSIGN_OR_RETURN(json::value state,
                              impl_->api_json(Method::get, "/containers/" + s.container_id + "/json", ctx));
-    return impl_->service_info(state, s.enclave);
+    return docker::service_info(state, s.enclave);
   };
   probes.tcp = [](std::uint16_t port, milliseconds timeout) {
     return docker::local_tcp_probe(port, timeout);
@@ -142,7 +142,7 @@ Status DockerBackend::wait_ready(std::string_view enclave_id, std::string_view n
   };
   probes.log = [&](const std::string& line) { impl_->log->debug("{}", line); };
   probes.last_output = [&] { return impl_->last_output(s.container_id); };
-  return wait_until_ready(ctx, check, impl_->service_info(s.inspect, s.enclave), probes);
+  return wait_until_ready(ctx, check, docker::service_info(s.inspect, s.enclave), probes);
 }
 
 Status DockerBackend::events(std::string_view enclave_id, bool follow, const EventSink& sink) {

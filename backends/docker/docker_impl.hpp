@@ -82,6 +82,19 @@ struct ServiceRef {
   json::value inspect;  // GET /containers/{id}/json
 };
 
+// --- What the backend reads from the engine's answers (docker_parse.cpp) ---
+// Never throws and never trusts: a field of the wrong type or a malformed
+// label reads as absent. Fuzzed (tests/fuzz/docker_fuzz.cpp).
+ServiceStatus service_status(std::string_view state);
+std::string port_key(const PortSpec& p);  // "80/tcp"
+// The io.modhost.ports label: "name:80/tcp,...". Malformed items are skipped.
+std::string encode_ports(const std::vector<PortSpec>& ports);
+std::vector<PortSpec> decode_ports(std::string_view label);
+// A container's inspect (or a listing entry in that shape) as a service of `e`.
+ServiceInfo service_info(const json::value& inspect, const Enclave& e);
+// A network's inspect or listing entry as an enclave.
+Enclave enclave_from_network(const json::value& net);
+
 }  // namespace modhost::backend::docker
 
 namespace modhost::backend {
@@ -118,7 +131,6 @@ struct DockerBackend::Impl {
 
   // --- Enclaves ---
   Result<std::vector<docker::Enclave>> enclave_networks(docker::Read read = docker::Read::fresh) const;
-  docker::Enclave enclave_from_network(const docker::json::value& net) const;
   // By id, name or unique id prefix, from the cached listing.
   Result<docker::Enclave> resolve_enclave(std::string_view id_or_name, bool require_complete) const;
   // Every modhost container of the enclave (services, modules, artifact holders), fresh.
@@ -130,7 +142,6 @@ struct DockerBackend::Impl {
   // --- Services ---
   static std::string container_name(std::string_view enclave_id, std::string_view service);
   Result<docker::ServiceRef> resolve_service(std::string_view enclave_id, std::string_view name) const;
-  ServiceInfo service_info(const docker::json::value& inspect, const docker::Enclave& e) const;
   Status remove_container(const std::string& id) const;
   Result<std::string> log_tail(const std::string& container_id, int lines) const;
   // Its last 20 lines as one line, for an error.

@@ -21,43 +21,6 @@ namespace modhost::backend {
 
 namespace {
 
-ServiceStatus service_status(std::string_view s) {
-  if (s == "created") return ServiceStatus::created;
-  if (s == "running" || s == "restarting") return ServiceStatus::running;
-  if (s == "paused") return ServiceStatus::paused;
-  if (s == "exited" || s == "dead") return ServiceStatus::exited;
-  return ServiceStatus::unknown;
-}
-
-std::string port_key(const PortSpec& p) { return std::to_string(p.number) + "/" + p.protocol; }
-
-std::string encode_ports(const std::vector<PortSpec>& ports) {
-  std::string out;
-  for (const auto& p : ports) {
-    if (!out.empty()) out += ',';
-    out += p.name + ":" + port_key(p);
-  }
-  return out;
-}
-
-std::vector<PortSpec> decode_ports(std::string_view s) {
-  std::vector<PortSpec> out;
-  while (!s.empty()) {
-    auto comma = s.find(',');
-    std::string_view item = s.substr(0, comma);
-    s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
-    auto colon = item.rfind(':');
-    auto slash = item.rfind('/');
-    if (colon == std::string_view::npos || slash == std::string_view::npos || slash < colon) continue;
-    PortSpec p;
-    p.name = std::string(item.substr(0, colon));
-    p.number = static_cast<std::uint16_t>(std::stoi(std::string(item.substr(colon + 1, slash - colon - 1))));
-    p.protocol = std::string(item.substr(slash + 1));
-    out.push_back(std::move(p));
-  }
-  return out;
-}
-
 // Removes a freshly made container unless disarmed.
 class ContainerGuard {
  public:
@@ -177,59 +140,6 @@ Result<ServiceRef> DockerBackend::Impl::resolve_service(std::string_view enclave
   return s;
 }
 
-ServiceInfo DockerBackend::Impl::service_info(const json::value& inspect, const Enclave& e) const {
-  ServiceInfo info;
-  info.id = docker::str_at(inspect, "Id");
-  const json::value* config = docker::member(inspect, "Config");
-  static const json::value kEmpty;
-  const json::value& cfg = config != nullptr ? *config : kEmpty;
-  info.name = docker::label_of(cfg, kLabelName);
-  info.enclave_id = docker::label_of(cfg, kLabelEnclave);
-  info.image = docker::str_at(cfg, "Image");
-  if (const json::value* labels = docker::member(cfg, "Labels"); labels != nullptr && labels->is_object()) {
-    for (const auto& [k, v] : labels->get_object()) {
-      // The saved config is the backend's own (service_config reads it).
-      if (v.is_string() && k != docker::kLabelConfig)
-        info.labels[std::string(k)] = std::string(v.get_string());
-    }
-  }
-  if (const json::value* state = docker::member(inspect, "State")) {
-    info.status = service_status(docker::str_at(*state, "Status"));
-    if (info.status == ServiceStatus::exited)
-      info.exit_code = static_cast<int>(docker::int_at(*state, "ExitCode"));
-  }
-  const json::value* settings = docker::member(inspect, "NetworkSettings");
-  if (settings != nullptr) {
-    if (const json::value* nets = docker::member(*settings, "Networks");
-        nets != nullptr && nets->is_object()) {
-      for (const auto& [netname, ep] : nets->get_object()) {
-        if (netname == e.network_name || docker::str_at(ep, "NetworkID") == e.network_id) {
-          info.ip = docker::str_at(ep, "IPAddress");
-        }
-      }
-    }
-  }
-  const json::value* bindings = settings != nullptr ? docker::member(*settings, "Ports") : nullptr;
-  for (const PortSpec& p : decode_ports(docker::label_of(cfg, docker::kLabelPorts))) {
-    PublishedPort pp;
-    pp.port = p;
-    pp.host_ip = "127.0.0.1";
-    if (bindings != nullptr) {
-      if (const json::value* list = docker::member(*bindings, port_key(p));
-          list != nullptr && list->is_array()) {
-        for (const auto& b : list->get_array()) {
-          if (docker::str_at(b, "HostIp") != "127.0.0.1") continue;
-          const std::string hp = docker::str_at(b, "HostPort");
-          if (!hp.empty()) pp.host_port = static_cast<std::uint16_t>(std::stoul(hp));
-          break;
-        }
-      }
-    }
-    info.ports.push_back(std::move(pp));
-  }
-  return info;
-}
-
 Status DockerBackend::Impl::simple_action(std::string_view enclave_id, std::string_view name,
                                           std::string_view verb, const std::string& action_path,
                                           std::optional<milliseconds> timeout) {
@@ -330,7 +240,7 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
   }
   json::object labels = impl_->base_labels(config.kind, e.info.id, config.name, docker::now_rfc3339());
   for (const auto& [k, v] : config.labels) labels[k] = v;
-  if (!config.ports.empty()) labels[docker::kLabelPorts] = encode_ports(config.ports);
+  if (!config.ports.empty()) labels[docker::kLabelPorts] = docker::encode_ports(config.ports);
   labels[docker::kLabelConfig] = encode_config(config);
 
   json::object body;
@@ -356,9 +266,9 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
   json::object exposed;
   json::object bindings;
   for (const auto& p : config.ports) {
-    exposed[port_key(p)] = json::object{};
+    exposed[docker::port_key(p)] = json::object{};
     // Published on loopback only, on a free port the engine picks.
-    bindings[port_key(p)] = json::array{json::object{{"HostIp", "127.0.0.1"}, {"HostPort", ""}}};
+    bindings[docker::port_key(p)] = json::array{json::object{{"HostIp", "127.0.0.1"}, {"HostPort", ""}}};
   }
   json::object host;
   if (config.network_of.empty()) {
@@ -439,7 +349,7 @@ Result<ServiceInfo> DockerBackend::add_service(std::string_view enclave_id, cons
         std::min<std::chrono::steady_clock::duration>(milliseconds(50), deadline - now));
   }
   guard.release();
-  ServiceInfo info = impl_->service_info(inspect, e);
+  ServiceInfo info = docker::service_info(inspect, e);
   impl_->log->info("started service '{}' in enclave '{}' ({} at {})", config.name, e.info.name, config.image,
                    info.ip);
   return info;
@@ -462,7 +372,7 @@ Result<std::vector<ServiceInfo>> DockerBackend::list_services(std::string_view e
       }
       if (kind != "service" && kind != "module") continue;
       // The listing carries all a ServiceInfo needs: no inspect per container.
-      out.push_back(impl_->service_info(inspect_shape(c), e));
+      out.push_back(docker::service_info(inspect_shape(c), e));
     }
   }
   std::sort(out.begin(), out.end(),
@@ -477,11 +387,11 @@ Result<ServiceInfo> DockerBackend::inspect_service(std::string_view enclave_id, 
   if (auto listed = impl_->cache->find(impl_->containers_path(e.info.id))) {
     if (const json::value* c =
             listed_as_inspected(*listed, Impl::container_name(e.info.id, name), e.info.id, name)) {
-      return impl_->service_info(inspect_shape(*c), e);
+      return docker::service_info(inspect_shape(*c), e);
     }
   }
   MODHOST_ASSIGN_OR_RETURN(ServiceRef s, impl_->resolve_service(e.info.id, name));
-  return impl_->service_info(s.inspect, s.enclave);
+  return docker::service_info(s.inspect, s.enclave);
 }
 
 Status DockerBackend::remove_service(std::string_view enclave_id, std::string_view name) {
