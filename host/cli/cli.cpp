@@ -177,13 +177,4 @@ Result<EnclaveTarget> open_enclave(const GlobalOptions& g, const std::string& re
   return EnclaveTarget{b, e.id};
 }
 
-Result<std::pair<std::string, std::string>> parse_key_value(std::string_view text, std::string_view what) {
-  auto eq = text.find('=');
-  if (eq == std::string_view::npos || eq == 0) {
-    return Error(ErrorCode::invalid_argument,
-                 "invalid " + std::string(what) + " '" + std::string(text) + "': expected KEY=VALUE");
-  }
-  return std::make_pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
-}
-
 }  // namespace modhost::cli
