@@ -18,8 +18,9 @@ namespace fs = std::filesystem;
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace modhost::backend::native;
   static const fs::path sandbox = [] {
-    char tmpl[] = "/tmp/modhost-fuzz-image-XXXXXX";
-    return fs::path(::mkdtemp(tmpl));
+    // Under $TMPDIR, which scripts/fuzz points at a directory it removes.
+    std::string tmpl = (fs::temp_directory_path() / "modhost-fuzz-image-XXXXXX").string();
+    return fs::path(::mkdtemp(tmpl.data()));
   }();
   const fs::path store_dir = sandbox / "store", input = sandbox / "input.tar";
   std::error_code ec;

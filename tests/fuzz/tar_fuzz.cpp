@@ -29,8 +29,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!entries.ok()) return 0;
 
   static const fs::path sandbox = [] {
-    char tmpl[] = "/tmp/modhost-fuzz-tar-XXXXXX";
-    return fs::path(::mkdtemp(tmpl));
+    // Under $TMPDIR, which scripts/fuzz points at a directory it removes.
+    std::string tmpl = (fs::temp_directory_path() / "modhost-fuzz-tar-XXXXXX").string();
+    return fs::path(::mkdtemp(tmpl.data()));
   }();
   const fs::path dest = sandbox / "dest";
   std::error_code ec;
