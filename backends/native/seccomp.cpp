@@ -486,17 +486,6 @@ class Filter {
 
 }  // namespace
 
-std::vector<std::string> allowed_names(const std::vector<int>& caps) {
-  std::vector<std::string> out(std::begin(kAlways), std::end(kAlways));
-  for (const auto& [cap, names] : kByCapability) {
-    if (has(caps, cap)) out.insert(out.end(), names.begin(), names.end());
-  }
-  for (const char* conditional : {"clone", "socket", "personality"}) out.emplace_back(conditional);
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
 namespace {
 
 // Compiles the filter with libseccomp into `out`.

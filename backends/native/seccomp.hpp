@@ -28,10 +28,4 @@ std::string prepare(const std::vector<int>& caps, const std::string& cache_dir, 
 // which stage2 still has). Returns an empty string, or what failed.
 std::string install(const Program& program);
 
-// The syscall names the default filter allows to a process keeping `caps`,
-// whatever their arguments or only with some (clone without namespace
-// flags, socket but not AF_VSOCK, personality with the usual personas).
-// For docs/security.md and the tests.
-std::vector<std::string> allowed_names(const std::vector<int>& caps);
-
 }  // namespace modhost::backend::native::seccomp
